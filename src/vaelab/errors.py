@@ -1,0 +1,36 @@
+"""Errors that reach the user as a clear message instead of a traceback.
+
+Everything vaelab raises on purpose for a user mistake (bad data, bad arguments, a corrupt
+checkpoint, an unwritable directory) is a ``VaelabError``; the CLI prints its message and exits
+with ``exit_code``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VaelabError(Exception):
+    """A problem the user can fix; its message says what and where."""
+
+    exit_code = 1
+
+
+class DataError(VaelabError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class DataNotFoundError(DataError):
+    """The data files are not on disk and could not be downloaded."""
+
+
+class CheckpointError(VaelabError):
+    """A checkpoint or run config is corrupt, foreign or from a newer vaelab."""
+
+
+class OutputDirError(VaelabError):
+    """The output directory cannot be written, is full, or is in use by another run."""
+
+
+class TrainingDivergedError(VaelabError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 3
