@@ -1,0 +1,32 @@
+# Two entry points for a newcomer: `make study` (set up, then run the default latent-size study)
+# and `make test` (set up, then run the test suite). Everything lives in .venv beside this file.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+# The MNIST files: an explicit VAELAB_DATA wins; else the shared copy beside this checkout if there
+# is one; else vaelab's own per-user cache, where it downloads them.
+SHARED_MNIST := $(wildcard ../shared/data/mnist)
+VAELAB_DATA ?= $(SHARED_MNIST)
+export VAELAB_DATA
+STUDY_ARGS ?=
+
+.PHONY: setup study test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "$(TORCH)"
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+study: setup
+	$(VENV)/bin/vaelab study $(STUDY_ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,209 @@
+"""The ``vaelab`` command line: ``train`` one latent size, ``study`` several side by side.
+
+The CLI only turns arguments into a RunConfig, loads the data and hands both to the trainer;
+user mistakes surface as one clear paragraph and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
+from .config import ARCHITECTURES, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import VaelabError
+
+DEFAULT_STUDY_DIR = Path("runs/study")
+DEFAULT_LATENT_DIMS = (2, 4, 16)
+STUDY_FILE = "study.json"
+
+
+class VaelabGroup(click.Group):
+    """Prints VaelabErrors as a message and exits with their code; Ctrl-C exits 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VaelabError as exc:
+            click.echo(textwrap.fill(f"vaelab: {exc}", width=100, break_on_hyphens=False, break_long_words=False), err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("vaelab: interrupted.", err=True)
+            ctx.exit(130)
+
+
+def training_options(func: Callable) -> Callable:
+    """Options shared by ``train`` and ``study``; defaults come from the config dataclasses."""
+    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    options = [
+        click.option("--arch", type=click.Choice(ARCHITECTURES), default=m.arch, show_default=True,
+                     help="Encoder/decoder architecture."),
+        click.option("--hidden", type=str, default=",".join(map(str, m.hidden)), show_default=True,
+                     help="mlp: comma-separated hidden layer widths."),
+        click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=m.likelihood, show_default=True,
+                     help="Decoder likelihood: bernoulli (BCE on logits) or gaussian (squared error)."),
+        click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=m.gaussian_std,
+                     show_default=True, help="Fixed decoder std of the gaussian likelihood."),
+        click.option("--epochs", type=click.IntRange(min=1), default=t.epochs, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=t.batch_size, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=t.lr, show_default=True,
+                     help="Adam learning rate."),
+        click.option("--beta", type=click.FloatRange(min=0), default=t.beta, show_default=True,
+                     help="Weight of the KL term (1 = the true ELBO)."),
+        click.option("--seed", type=int, default=t.seed, show_default=True),
+        click.option("--device", type=str, default=t.device, show_default=True,
+                     help="auto picks CUDA, then Apple MPS, then CPU; or name one (cpu, cuda, cuda:1, mps)."),
+        click.option("--dataset", type=click.Choice(("mnist", "fashion-mnist", "idx")), default=d.dataset,
+                     show_default=True, help="idx: any four 28x28 IDX files with the standard names."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where the IDX files are (default: $VAELAB_DATA, else a per-user cache dir; "
+                          "missing MNIST files are downloaded there)."),
+        click.option("--train-eval-size", type=click.IntRange(min=1), default=d.train_eval_size, show_default=True,
+                     help="Training images scored at each evaluation (a fixed subset)."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
+        click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"expected positive comma-separated integers, got {text!r}", param_hint="--hidden")
+    return widths
+
+
+def build_config(latent_dim: int, opts: dict[str, Any]) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(dataset=opts["dataset"], data_dir=opts["data_dir"], train_eval_size=opts["train_eval_size"]),
+        model=ModelConfig(arch=opts["arch"], latent_dim=latent_dim, hidden=parse_widths(opts["hidden"]),
+                          likelihood=opts["likelihood"], gaussian_std=opts["gaussian_std"]),
+        train=TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], beta=opts["beta"],
+                          seed=opts["seed"], device=opts["device"]),
+    )
+
+
+def config_for_resume(run_dir: Path, fresh: RunConfig, epochs_given: bool) -> RunConfig:
+    """A resumed run keeps the config it was started with; only --epochs may extend it."""
+    saved_path = run_dir / CONFIG_NAME
+    if not saved_path.exists():
+        return fresh
+    saved = RunConfig.load(saved_path)
+    if epochs_given:
+        saved.train.epochs = fresh.train.epochs
+    return saved
+
+
+def run_is_finished(run_dir: Path, epochs: int) -> bool:
+    checkpoint = run_dir / CHECKPOINT_NAME
+    return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
+
+
+def train_one(config: RunConfig, run_dir: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:
+    from .data import load_dataset
+    from .training import Trainer
+
+    dataset = load_dataset(config.data.dataset, config.data.data_dir)
+    return Trainer(config, dataset, run_dir, progress=progress).run(resume=resume)
+
+
+def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
+    test = history[-1]["test"]
+    return (f"latent {latent_dim:>3}: test -ELBO {test['loss']:7.2f} nats  MSE {test['mse']:.4f}  "
+            f"SSIM {test['ssim']:.3f}  PSNR {test['psnr']:.2f} dB")
+
+
+@click.group(cls=VaelabGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vaelab")
+def cli() -> None:
+    """Train variational autoencoders on MNIST-style images and compare latent sizes.
+
+    \b
+    vaelab study            train latent sizes 2, 4 and 16 side by side (the main job)
+    vaelab train -z 8       train one latent size
+    Run 'vaelab COMMAND --help' for a command's options.
+    """
+
+
+@cli.command()
+@click.option("-z", "--latent-dim", type=click.IntRange(min=1), default=2, show_default=True, help="Latent size.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (default: STUDY_DIR/latent_<z>).")
+@click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
+              show_default=True, help="Study this run belongs to; the run goes to STUDY_DIR/latent_<z>.")
+@training_options
+@click.pass_context
+def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: Path, **opts: Any) -> None:
+    """Train one VAE and write its config, checkpoint and metrics to its run directory."""
+    run_dir = run_dir or study_dir / f"latent_{latent_dim}"
+    config = build_config(latent_dim, opts)
+    if opts["resume"]:
+        config = config_for_resume(run_dir, config, _given(ctx, "epochs"))
+    history = train_one(config, run_dir, opts["resume"], opts["progress"])
+    click.echo(summary_line(config.model.latent_dim, history))
+    click.echo(f"run saved in {run_dir}")
+
+
+@cli.command()
+@click.option("-z", "--latent-dims", type=str, default=",".join(map(str, DEFAULT_LATENT_DIMS)), show_default=True,
+              help="Comma-separated latent sizes to compare.")
+@click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
+              show_default=True, help="Where the study's runs (STUDY_DIR/latent_<z>) and report go.")
+@training_options
+@click.pass_context
+def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) -> None:
+    """Train one VAE per latent size under one study directory and compare them.
+
+    With --resume, finished latent sizes are skipped and an interrupted one continues.
+    """
+    dims = parse_latent_dims(latent_dims)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for d in dims:
+        run_dir = study_dir / f"latent_{d}"
+        config = build_config(d, opts)
+        if opts["resume"]:
+            config = config_for_resume(run_dir, config, _given(ctx, "epochs"))
+            if run_is_finished(run_dir, config.train.epochs):
+                click.echo(f"latent {d}: already finished, skipped")
+                summaries.append(summary_line(d, load_checkpoint(run_dir / CHECKPOINT_NAME)["history"]))
+                continue
+        click.echo(f"== latent size {d} -> {run_dir}")
+        summaries.append(summary_line(d, train_one(config, run_dir, opts["resume"], opts["progress"])))
+    (study_dir / STUDY_FILE).write_text(json.dumps({"latent_dims": dims}, indent=2) + "\n")
+    click.echo("\n".join(["", "final test metrics:", *summaries]))
+    click.echo(f"study saved in {study_dir}")
+
+
+def parse_latent_dims(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        dims = []
+    if not dims or min(dims) < 1:
+        raise click.BadParameter(f"expected comma-separated latent sizes >= 1, got {text!r}",
+                                 param_hint="--latent-dims")
+    return list(dict.fromkeys(dims))
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def main() -> None:
+    cli(prog_name="vaelab")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

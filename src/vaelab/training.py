@@ -1,0 +1,322 @@
+"""Training one VAE: Adam on the negative ELBO, evaluation points, checkpoints, exact resume.
+
+The whole data set lives on the device as one tensor and batches are taken by indexing a per-epoch
+permutation, so a step does no per-item Python work. Each epoch's permutation is derived from
+(seed, epoch) and the reparameterization noise comes from a generator whose state is checkpointed,
+so a resumed run takes exactly the steps an uninterrupted one would have taken.
+
+The trainer emits evaluation points to hooks (latent frames, plots, ...); it knows nothing of what
+they draw.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_checkpoint
+from .config import RunConfig, write_text_atomic
+from .data import Dataset
+from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
+from .evaluation import METRICS, evaluate_split
+from .losses import negative_elbo
+from .models import VAE
+
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics.csv"
+TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
+MIN_FREE_BYTES = 64 * 2**20
+
+
+class Interrupted(VaelabError):
+    """Ctrl-C: the run was checkpointed and can be resumed."""
+
+    exit_code = 130
+
+
+@dataclass
+class EvalPoint:
+    """What the trainer hands to hooks at each evaluation point. Hooks must not change the model."""
+
+    index: int  # position in the history, stable across resumes
+    record: dict[str, Any]
+    model: VAE
+    test_mu: torch.Tensor  # posterior means of the whole test set, CPU
+    test_labels: torch.Tensor
+    run_dir: Path
+
+
+Hook = Callable[[EvalPoint], None]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        try:
+            device = torch.device(name)
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            raise VaelabError(f"device {name!r} is not usable here ({exc}).") from None
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1] on ``device``."""
+    return images.to(device).unsqueeze(1).float().div_(255.0)
+
+
+def first_epoch_eval_steps(steps_per_epoch: int, count: int) -> list[int]:
+    """Steps (1-based, within epoch 1) of ``count`` evenly spaced points strictly inside it."""
+    return sorted({max(1, round(k * steps_per_epoch / (count + 1))) for k in range(1, count + 1)} - {steps_per_epoch})
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def train_eval_subset(n_train: int, size: int) -> torch.Tensor:
+    return torch.randperm(n_train, generator=torch.Generator().manual_seed(TRAIN_SUBSET_SEED))[: min(size, n_train)]
+
+
+def build_model(config: RunConfig) -> VAE:
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(config.train.seed)
+        return VAE(config.model)
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """Fail before training, not after an hour, if results could not be saved."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{id(run_dir)}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputDirError(f"cannot write to the output directory {run_dir} ({exc.strerror or exc}).") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise OutputDirError(
+            f"the output directory {run_dir} has only {free / 2**20:.0f} MiB free; vaelab needs at least "
+            f"{MIN_FREE_BYTES // 2**20} MiB for checkpoints and artifacts."
+        )
+
+
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    row = {k: record[k] for k in ("epoch", "step", "time_s")}
+    for split in ("train", "test"):
+        row.update({f"{split}_{m}": record[split][m] for m in METRICS})
+    return row
+
+
+def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int]) -> None:
+    payload = {"config": config.to_dict(), "eval_sizes": sizes, "history": history}
+    write_text_atomic(run_dir / METRICS_JSON, json.dumps(payload, indent=1) + "\n")
+    buffer = io.StringIO()
+    rows = [flat_record(r) for r in history]
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text_atomic(run_dir / METRICS_CSV, buffer.getvalue())
+
+
+class _SigintLatch:
+    """Turns the first Ctrl-C into a flag checked between steps; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _SigintLatch:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: Dataset,
+        run_dir: str | Path,
+        hooks: Sequence[Hook] = (),
+        progress: bool = True,
+    ):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.hooks = list(hooks)
+        self.progress = progress
+        self.device = select_device(config.train.device)
+        self.train_x = as_float_images(dataset.train.images, self.device)
+        self.test_x = as_float_images(dataset.test.images, self.device)
+        self.test_labels = dataset.test.labels
+        self.train_eval_x = self.train_x[train_eval_subset(len(self.train_x), config.data.train_eval_size).to(self.device)]
+        self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
+        self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _fresh_state(self) -> dict[str, Any]:
+        model = build_model(self.config).to(self.device)
+        noise = torch.Generator(device=self.device).manual_seed(self.config.train.seed)
+        return {"model": model, "optimizer": self._optimizer(model), "noise": noise, "epoch": 0,
+                "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0}
+
+    def _optimizer(self, model: VAE) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=self.config.train.lr)
+
+    def _restore(self, path: Path) -> dict[str, Any]:
+        saved = load_checkpoint(path)
+        saved_config = RunConfig.from_dict(saved["config"], source=str(path))
+        if saved_config.model != self.config.model or saved_config.data != self.config.data:
+            raise CheckpointError(f"{path}: was made with a different model or data config than this run's.")
+        state = self._fresh_state()
+        try:
+            state["model"].load_state_dict(saved["model"])
+            state["optimizer"].load_state_dict(saved["optimizer"])
+            state["noise"].set_state(saved["noise"].to("cpu") if self.device.type == "cpu" else saved["noise"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: does not fit this run ({exc}).") from None
+        for key in ("epoch", "step_in_epoch", "step", "history", "elapsed_s"):
+            state[key] = saved[key]
+        return state
+
+    def _save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
+            "config": self.config.to_dict(),
+            "model": state["model"].state_dict(),
+            "optimizer": state["optimizer"].state_dict(),
+            "noise": state["noise"].get_state(),
+            **{k: state[k] for k in ("epoch", "step_in_epoch", "step", "history", "elapsed_s")},
+        })
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def _evaluate(self, state: dict[str, Any], elapsed_s: float) -> None:
+        model, beta = state["model"], self.config.train.beta
+        train_eval = evaluate_split(model, self.train_eval_x, beta)
+        test_eval = evaluate_split(model, self.test_x, beta)
+        record = {
+            "epoch": round(state["step"] / self.steps_per_epoch, 4),
+            "step": state["step"],
+            "time_s": round(elapsed_s, 3),
+            "train": train_eval.metrics,
+            "test": test_eval.metrics,
+        }
+        state["history"].append(record)
+        point = EvalPoint(len(state["history"]) - 1, record, model, test_eval.mu, self.test_labels, self.run_dir)
+        for hook in self.hooks:
+            hook(point)
+        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train to ``config.train.epochs``; returns the metric history."""
+        check_output_dir(self.run_dir)
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        if checkpoint.exists() and not resume:
+            raise OutputDirError(
+                f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
+            )
+        state = self._restore(checkpoint) if resume and checkpoint.exists() else self._fresh_state()
+        self.config.save(self.run_dir / CONFIG_NAME)
+        with _SigintLatch() as sigint:
+            self._train(state, sigint)
+        return state["history"]
+
+    def _train(self, state: dict[str, Any], sigint: _SigintLatch) -> None:
+        cfg = self.config.train
+        model, optimizer, noise = state["model"], state["optimizer"], state["noise"]
+        model.train()
+        n, bs = len(self.train_x), cfg.batch_size
+        first_epoch_points = set(first_epoch_eval_steps(self.steps_per_epoch, cfg.evals_in_first_epoch))
+        session_start = time.perf_counter() - state["elapsed_s"]
+        while state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            order = epoch_permutation(n, cfg.seed, epoch).to(self.device)
+            losses = torch.zeros(self.steps_per_epoch, device=self.device)
+            bar = tqdm(total=n, initial=min(state["step_in_epoch"] * bs, n), unit="img", unit_scale=True,
+                       desc=f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not self.progress, leave=False, dynamic_ncols=True)
+            last_checked = state["step_in_epoch"]
+            for i in range(state["step_in_epoch"], self.steps_per_epoch):
+                x = self.train_x[order[i * bs : (i + 1) * bs]]
+                logits, mu, logvar = model(x, noise)
+                loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, cfg.beta,
+                                     self.config.model.gaussian_std)[0].mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses[i] = loss.detach()
+                state["step_in_epoch"], state["step"] = i + 1, state["step"] + 1
+                bar.update(len(x))
+                at_eval = epoch == 0 and (i + 1) in first_epoch_points
+                if at_eval or (i + 1) % 50 == 0 or i + 1 == self.steps_per_epoch:
+                    # Host syncs only here, not every step.
+                    self._check_finite(losses, last_checked, i + 1, state)
+                    bar.set_postfix(loss=f"{losses[last_checked:i + 1].mean().item():.2f}")
+                    last_checked = i + 1
+                if at_eval:
+                    self._evaluate(state, time.perf_counter() - session_start)
+                if sigint.raised:
+                    self._stop_for_sigint(state, bar, session_start)
+            bar.close()
+            state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+            self._evaluate(state, time.perf_counter() - session_start)
+            state["elapsed_s"] = time.perf_counter() - session_start
+            self._save(state)
+            if self.progress:
+                test = state["history"][-1]["test"]
+                tqdm.write(f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}: "
+                           f"test -ELBO {test['loss']:.2f} nats, MSE {test['mse']:.4f}, "
+                           f"SSIM {test['ssim']:.3f}, PSNR {test['psnr']:.2f} dB")
+
+    def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: dict[str, Any]) -> None:
+        window = losses[start:stop]
+        bad = (~torch.isfinite(window)).nonzero()
+        if len(bad):
+            first_bad_step = state["step"] - (stop - start) + int(bad[0]) + 1
+            raise TrainingDivergedError(
+                f"the loss became {window[int(bad[0])].item()} at step {first_bad_step} "
+                f"(epoch {state['epoch'] + 1}). Likely cause: a learning rate too high for this model "
+                f"(now {self.config.train.lr:g}) or an extreme beta; lower --lr and --resume from the last "
+                f"good checkpoint in {self.run_dir}, or run with --detect-anomaly to find the operation."
+            )
+
+    def _stop_for_sigint(self, state: dict[str, Any], bar: tqdm, session_start: float) -> None:
+        bar.close()
+        state["elapsed_s"] = time.perf_counter() - session_start
+        self._save(state)
+        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes)
+        raise Interrupted(
+            f"interrupted at step {state['step']} (epoch {state['epoch'] + 1}); checkpoint saved in "
+            f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
+        )

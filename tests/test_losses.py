@@ -1,0 +1,50 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vaelab.losses import kl_to_standard_normal, negative_elbo, reconstruction_nll
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.tensor([[0.5, -1.0, 2.0]])
+    logvar = torch.tensor([[0.3, -1.2, 0.0]])
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn(400_000, 3, generator=g)
+    log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    monte_carlo = (log_q - log_p).mean()
+    assert abs(kl_to_standard_normal(mu, logvar).item() - monte_carlo.item()) < 0.01
+
+
+def test_kl_is_zero_at_the_prior_and_matches_torch_distributions():
+    assert kl_to_standard_normal(torch.zeros(2, 5), torch.zeros(2, 5)).abs().max() < 1e-7
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, torch.exp(0.5 * logvar)), torch.distributions.Normal(0.0, 1.0)
+    ).sum(1)
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), reference, atol=1e-5)
+
+
+def test_bernoulli_nll_is_the_log_likelihood_of_binary_pixels():
+    logits = torch.randn(3, 1, 28, 28)
+    x = (torch.rand(3, 1, 28, 28) > 0.5).float()
+    expected = -torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(reconstruction_nll(logits, x, "bernoulli"), expected, atol=1e-3)
+
+
+def test_gaussian_nll_is_a_normal_log_density_in_nats():
+    logits = torch.randn(2, 1, 28, 28)
+    x = torch.rand(2, 1, 28, 28)
+    expected = -torch.distributions.Normal(torch.sigmoid(logits), 0.2).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(reconstruction_nll(logits, x, "gaussian", gaussian_std=0.2), expected, atol=1e-3)
+
+
+def test_negative_elbo_is_nll_plus_beta_kl():
+    logits, x = torch.randn(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
+    mu, logvar = torch.randn(2, 4), torch.randn(2, 4)
+    loss, nll, kl = negative_elbo(logits, x, mu, logvar, "bernoulli", beta=0.5)
+    assert torch.allclose(nll, F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1))
+    assert torch.allclose(loss, nll + 0.5 * kl)
+    assert math.isfinite(loss.sum().item())

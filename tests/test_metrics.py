@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from vaelab.metrics import PSNR_CAP_DB, mse_per_image, psnr_per_image, ssim_per_image
+
+
+def image_pairs(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g)
+    x[: n // 2] = (x[: n // 2] > 0.7).float()  # sparse, MNIST-like images too
+    noise = torch.linspace(0.01, 0.5, n).view(n, 1, 1, 1)
+    y = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def test_ssim_matches_scikit_image():
+    x, y = image_pairs()
+    ours = ssim_per_image(x, y).numpy()
+    reference = [
+        structural_similarity(a[0].double().numpy(), b[0].double().numpy(), gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=1)
+        for a, b in zip(x, y)
+    ]
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_ssim_of_identical_images_is_one():
+    x, _ = image_pairs()
+    assert torch.allclose(ssim_per_image(x, x), torch.ones(len(x)), atol=1e-5)
+
+
+def test_psnr_and_mse_match_scikit_image():
+    x, y = image_pairs()
+    reference = [peak_signal_noise_ratio(a.numpy(), b.numpy(), data_range=1) for a, b in zip(x, y)]
+    np.testing.assert_allclose(psnr_per_image(x, y).numpy(), reference, rtol=1e-4)
+    np.testing.assert_allclose(mse_per_image(x, y).numpy(), ((x - y) ** 2).mean((1, 2, 3)).numpy(), rtol=1e-6)
+
+
+def test_perfect_reconstruction_psnr_is_capped():
+    x, _ = image_pairs()
+    assert psnr_per_image(x, x).tolist() == pytest.approx([PSNR_CAP_DB] * len(x), rel=1e-5)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from vaelab.config import ModelConfig
+from vaelab.models import VAE
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("latent_dim", [1, 2, 16])
+def test_shapes_for_every_architecture_and_latent_size(arch, latent_dim):
+    model = VAE(ModelConfig(arch=arch, latent_dim=latent_dim))
+    x = torch.rand(5, 1, 28, 28)
+    logits, mu, logvar = model(x)
+    assert logits.shape == x.shape
+    assert mu.shape == logvar.shape == (5, latent_dim)
+    assert model.sample(3).shape == (3, 1, 28, 28)
+    recon = model.reconstruct(x)
+    assert recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
+
+
+def test_reparameterization_has_the_posterior_moments_and_passes_gradients():
+    mu = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    logvar = torch.tensor([[0.0, 2 * torch.log(torch.tensor(0.5)).item()]], requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    z = VAE.reparameterize(mu.expand(200_000, 2), logvar.expand(200_000, 2), g)
+    assert torch.allclose(z.mean(0), mu[0], atol=0.01)
+    assert torch.allclose(z.std(0), torch.tensor([1.0, 0.5]), atol=0.01)
+    z.sum().backward()
+    assert mu.grad is not None and logvar.grad is not None and torch.all(mu.grad == 200_000)
+
+
+def test_reconstruct_decodes_the_posterior_mean():
+    model = VAE(ModelConfig(latent_dim=3))
+    x = torch.rand(4, 1, 28, 28)
+    mu, _ = model.encode(x)
+    assert torch.equal(model.reconstruct(x), torch.sigmoid(model.decode(mu)))
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = VAE(ModelConfig(latent_dim=4))
+    a = model.sample(8, torch.Generator().manual_seed(1))
+    b = model.sample(8, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_rejects_bad_configs():
+    with pytest.raises(ValueError, match="latent size"):
+        VAE(ModelConfig(latent_dim=0))
+    with pytest.raises(ValueError, match="architecture"):
+        VAE(ModelConfig(arch="transformer"))
