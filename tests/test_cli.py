@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from vaelab.cli import cli
+
+FAST = ["--epochs", "1", "--hidden", "64", "--batch-size", "256", "--train-eval-size", "500", "--no-progress",
+        "--device", "cpu"]
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_help_lists_the_commands_and_explains_options():
+    result = invoke("--help")
+    assert result.exit_code == 0 and "study" in result.output and "train" in result.output
+    train_help = invoke("train", "--help").output
+    assert "--latent-dim" in train_help and "--resume" in train_help and "--likelihood" in train_help
+
+
+@pytest.mark.parametrize(
+    "args, complaint",
+    [
+        (["train", "--latent-dim", "0"], "--latent-dim"),
+        (["train", "--arch", "transformer"], "--arch"),
+        (["train", "--lr", "-1"], "--lr"),
+        (["study", "--latent-dims", "2,x"], "--latent-dims"),
+        (["train", "--hidden", "0"], "--hidden"),
+        (["train", "--bogus"], "--bogus"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(args, complaint, tmp_path):
+    result = CliRunner().invoke(cli, args + ["--study-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert complaint in result.output and "Traceback" not in result.output
+
+
+def test_missing_data_is_a_clear_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr("vaelab.data.open_url", lambda url, timeout: (_ for _ in ()).throw(OSError("offline")))
+    result = CliRunner().invoke(cli, ["train", "--dataset", "idx", "--data-dir", str(tmp_path / "empty"),
+                                      "--study-dir", str(tmp_path / "runs"), *FAST])
+    assert result.exit_code == 1
+    assert "train-images-idx3-ubyte" in result.output and "Traceback" not in result.output
+
+
+def test_unwritable_output_dir_is_a_clear_message(mnist_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(mnist_dir), "--run-dir", str(blocker / "run"), *FAST])
+    assert result.exit_code == 1
+    assert "cannot write to the output directory" in result.output and "Traceback" not in result.output
+
+
+def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them(mnist_dir, tmp_path):
+    study = tmp_path / "study"
+    result = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *FAST)
+    assert result.exit_code == 0, result.output
+    for d in (2, 3):
+        run = study / f"latent_{d}"
+        assert (run / "config.json").exists() and (run / "checkpoint.pt").exists()
+        history = json.loads((run / "metrics.json").read_text())["history"]
+        assert len(history) == 5 + 1 and json.loads((run / "config.json").read_text())["model"]["latent_dim"] == d
+    again = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study),
+                   "--resume", *FAST)
+    assert again.exit_code == 0 and again.output.count("already finished") == 2
+    refused = CliRunner().invoke(cli, ["study", "--latent-dims", "2", "--data-dir", str(mnist_dir),
+                                       "--study-dir", str(study), *FAST])
+    assert refused.exit_code == 1 and "--resume" in refused.output
+
+
+def test_train_resume_can_extend_the_epochs(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "-z", "2", "--data-dir", str(mnist_dir), "--run-dir", str(run), *FAST).exit_code == 0
+    result = invoke("train", "--data-dir", str(mnist_dir), "--run-dir", str(run), "--resume", *FAST[:0],
+                    "--epochs", "2", "--no-progress", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert [r["epoch"] for r in history][-2:] == [1.0, 2.0]
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "vaelab", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "vaelab" in result.stdout
