@@ -109,18 +109,28 @@ def _md5_of_archive(hexdigest: str) -> Checksum:
 
 SOURCES: Mapping[str, Source] = MappingProxyType(
     {
-        # MNIST: SHA-256 of the decompressed bytes, so a re-compressed copy still verifies.
+        # MNIST: SHA-256 of the decompressed bytes (shared/data/mnist/SHA256SUMS), so a re-compressed
+        # copy still verifies; torchvision's MD5s cover the .gz archives only.
         "mnist": Source(
             mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
             resources=(
-                Resource(TRAIN_IMAGES, _sha256_of_content("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db")),
-                Resource(TRAIN_LABELS, _sha256_of_content("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5")),
-                Resource(TEST_IMAGES, _sha256_of_content("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7")),
-                Resource(TEST_LABELS, _sha256_of_content("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
+                Resource(
+                    TRAIN_IMAGES, _sha256_of_content("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db")
+                ),
+                Resource(
+                    TRAIN_LABELS, _sha256_of_content("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5")
+                ),
+                Resource(
+                    TEST_IMAGES, _sha256_of_content("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7")
+                ),
+                Resource(
+                    TEST_LABELS, _sha256_of_content("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")
+                ),
             ),
             torchvision_dir="MNIST",
         ),
-        # Fashion-MNIST: MD5 of the .gz archives, as torchvision's FashionMNIST.resources lists them.
+        # Fashion-MNIST: MD5 of the .gz archives, copied from FashionMNIST.resources in
+        # torchvision/datasets/mnist.py (pytorch/vision); no digest of the decompressed bytes is published.
         "fashion-mnist": Source(
             mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
             resources=(
@@ -317,7 +327,7 @@ def open_url(url: str, timeout: float) -> BinaryIO:
 
 def download_dataset(name: str, root: Path, *, opener: Opener | None = None) -> None:
     """Download the files missing from ``root`` as ``<file>.gz``, each verified before it gets its name."""
-    source = _source(name, purpose="download")
+    source = _source(name, lacking="is never downloaded")
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -325,16 +335,18 @@ def download_dataset(name: str, root: Path, *, opener: Opener | None = None) -> 
         raise DataNotFoundError(_not_found_message(name, root, f"the directory cannot be created ({error})")) from error
     for resource in source.resources:
         if _find_idx_file(root, resource.filename) is None:
-            _download_resource(name, resource, root, opener)
+            _download_resource(name, source.mirrors, resource, root, opener)
 
 
-def _download_resource(name: str, resource: Resource, root: Path, opener: Opener | None) -> None:
+def _download_resource(
+    name: str, mirrors: tuple[str, ...], resource: Resource, root: Path, opener: Opener | None
+) -> None:
     """Fetch one file from the first mirror that answers; it is saved under its final name only once verified."""
     # Looked up at call time so that monkeypatching ``open_url`` reaches every download.
     opener = opener if opener is not None else open_url
     final = root / f"{resource.filename}.gz"
     failures: list[str] = []
-    for mirror in SOURCES[name].mirrors:
+    for mirror in mirrors:
         url = mirror + final.name
         temp = _new_temp_file(name, root, final.name)
         try:
@@ -392,7 +404,7 @@ def verify_checksums(name: str, root: Path) -> None:
 
     Slower than loading (it hashes every byte), so loading files found on disk does not call it.
     """
-    source = _source(name, purpose="checksum")
+    source = _source(name, lacking="has no published checksums")
     root = Path(root)
     files = find_dataset_files(name, root)
     if files is None:
@@ -432,10 +444,10 @@ def _check_dataset_name(name: str) -> None:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def _source(name: str, purpose: str) -> Source:
+def _source(name: str, lacking: str) -> Source:
     _check_dataset_name(name)
     if name not in SOURCES:
-        raise DataError(f"the {name!r} dataset is read from your own files and has no {purpose} source")
+        raise DataError(f"the {name!r} dataset is read from your own files and {lacking}")
     return SOURCES[name]
 
 
@@ -445,7 +457,8 @@ def _not_found_message(name: str, root: Path, reason: str) -> str:
     where = " or ".join(searched)
     missing = [filename for filename in STANDARD_FILES if _find_idx_file(root, filename) is None]
     wanted = ", ".join(STANDARD_FILES[:-1]) + f" and {STANDARD_FILES[-1]}"
-    lacking = f", missing {', '.join(missing)}" if missing else ""
+    # Name the missing files only when some are there; otherwise the list below says it all.
+    lacking = f", missing {', '.join(missing)}" if 0 < len(missing) < len(STANDARD_FILES) else ""
     return (
         f"{_DISPLAY_NAMES[name]} data not found: searched {where}{lacking}; {reason}. "
         f"Put the four files {wanted} (each may be gzipped, with a .gz suffix) in {root}, "
