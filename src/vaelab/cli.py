@@ -58,6 +58,8 @@ def training_options(func: Callable) -> Callable:
                      help="Adam learning rate."),
         click.option("--beta", type=click.FloatRange(min=0), default=t.beta, show_default=True,
                      help="Weight of the KL term (1 = the true ELBO)."),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=t.warmup_epochs, show_default=True,
+                     help="Ramp the KL weight linearly from 0 to beta over this many epochs."),
         click.option("--seed", type=int, default=t.seed, show_default=True),
         click.option("--device", type=str, default=t.device, show_default=True,
                      help="auto picks CUDA, then Apple MPS, then CPU; or name one (cpu, cuda, cuda:1, mps)."),
@@ -66,10 +68,15 @@ def training_options(func: Callable) -> Callable:
         click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                      help="Where the IDX files are (default: $VAELAB_DATA, else a per-user cache dir; "
                           "missing MNIST files are downloaded there)."),
+        click.option("--binarize", is_flag=True,
+                     help="Dynamically binarise training images (fixed binarisation for evaluation), as in the "
+                          "binary-MNIST literature."),
         click.option("--train-eval-size", type=click.IntRange(min=1), default=d.train_eval_size, show_default=True,
                      help="Training images scored at each evaluation (a fixed subset)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+        click.option("--detect-anomaly", is_flag=True,
+                     help="Turn on autograd anomaly detection to find the operation that makes a NaN (slow)."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
@@ -86,11 +93,12 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 def build_config(latent_dim: int, opts: dict[str, Any]) -> RunConfig:
     return RunConfig(
-        data=DataConfig(dataset=opts["dataset"], data_dir=opts["data_dir"], train_eval_size=opts["train_eval_size"]),
+        data=DataConfig(dataset=opts["dataset"], data_dir=opts["data_dir"], train_eval_size=opts["train_eval_size"],
+                        binarize=opts["binarize"]),
         model=ModelConfig(arch=opts["arch"], latent_dim=latent_dim, hidden=parse_widths(opts["hidden"]),
                           likelihood=opts["likelihood"], gaussian_std=opts["gaussian_std"]),
         train=TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], beta=opts["beta"],
-                          seed=opts["seed"], device=opts["device"]),
+                          warmup_epochs=opts["warmup_epochs"], seed=opts["seed"], device=opts["device"]),
     )
 
 
@@ -110,12 +118,13 @@ def run_is_finished(run_dir: Path, epochs: int) -> bool:
     return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
 
 
-def train_one(config: RunConfig, run_dir: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:
+def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any]) -> list[dict[str, Any]]:
     from .data import load_dataset
     from .training import Trainer
 
     dataset = load_dataset(config.data.dataset, config.data.data_dir)
-    return Trainer(config, dataset, run_dir, progress=progress).run(resume=resume)
+    trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"])
+    return trainer.run(resume=opts["resume"])
 
 
 def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
@@ -150,7 +159,7 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
     config = build_config(latent_dim, opts)
     if opts["resume"]:
         config = config_for_resume(run_dir, config, _given(ctx, "epochs"))
-    history = train_one(config, run_dir, opts["resume"], opts["progress"])
+    history = train_one(config, run_dir, opts)
     click.echo(summary_line(config.model.latent_dim, history))
     click.echo(f"run saved in {run_dir}")
 
@@ -180,7 +189,7 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
                 summaries.append(summary_line(d, load_checkpoint(run_dir / CHECKPOINT_NAME)["history"]))
                 continue
         click.echo(f"== latent size {d} -> {run_dir}")
-        summaries.append(summary_line(d, train_one(config, run_dir, opts["resume"], opts["progress"])))
+        summaries.append(summary_line(d, train_one(config, run_dir, opts)))
     (study_dir / STUDY_FILE).write_text(json.dumps({"latent_dims": dims}, indent=2) + "\n")
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")

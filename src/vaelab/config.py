@@ -26,6 +26,7 @@ class DataConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     train_eval_size: int = 10_000  # fixed subset of the training set scored at each evaluation
+    binarize: bool = False  # dynamic binarisation of training batches, fixed binarisation of eval sets
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     beta: float = 1.0
+    warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over this many epochs
     seed: int = 0
     device: str = "auto"
     evals_in_first_epoch: int = 5  # the early curve moves fastest, so it is sampled densely

@@ -1,6 +1,7 @@
 """Scoring a model on a whole split: -ELBO with its parts, and MSE / SSIM / PSNR of reconstructions.
 
-Reconstructions are decoder means at z = mu. The -ELBO uses one reparameterized sample drawn from a
+Reconstructions are decoder means at z = mu. ``loss`` is the true -ELBO (nll + kl, whatever beta
+training used), so runs with different betas stay comparable. It uses one reparameterized sample drawn from a
 generator seeded afresh at every call, so the figure is a deterministic function of the weights and
 evaluation never touches the training run's random streams.
 """
@@ -26,7 +27,7 @@ class SplitEvaluation:
 
 
 @torch.no_grad()
-def evaluate_split(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_size: int = 2000) -> SplitEvaluation:
+def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> SplitEvaluation:
     """``images`` are floats in [0, 1] of shape (N, 1, 28, 28) on the model's device."""
     was_training = model.training
     model.eval()
@@ -38,7 +39,7 @@ def evaluate_split(model: VAE, images: torch.Tensor, beta: float = 1.0, batch_si
         x = images[start : start + batch_size]
         mu, logvar = model.encode(x)
         z = model.reparameterize(mu, logvar, generator)
-        loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, beta, cfg.gaussian_std)
+        loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, cfg.gaussian_std)
         recon = torch.sigmoid(model.decode(mu))
         per_image = (loss, nll, kl, mse_per_image(x, recon), ssim_per_image(x, recon), psnr_per_image(x, recon))
         sums += torch.stack([v.double().sum() for v in per_image])

@@ -11,6 +11,7 @@ they draw.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_chec
 from .config import RunConfig, write_text_atomic
 from .data import Dataset
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
+from .runlock import RunLock
 from .evaluation import METRICS, evaluate_split
 from .losses import negative_elbo
 from .models import VAE
@@ -38,6 +40,7 @@ METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
 MIN_FREE_BYTES = 64 * 2**20
+BINARIZE_SEED = 2024  # the fixed binarisation of the evaluation images
 
 
 class Interrupted(VaelabError):
@@ -88,6 +91,19 @@ def first_epoch_eval_steps(steps_per_epoch: int, count: int) -> list[int]:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """One fixed Bernoulli draw per pixel, with the grey level as its probability."""
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    return torch.bernoulli(images, generator=generator)
+
+
+def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int) -> float:
+    """beta, ramped linearly from 0 over the first ``warmup_epochs`` epochs."""
+    if warmup_epochs <= 0:
+        return beta
+    return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
 
 
 def train_eval_subset(n_train: int, size: int) -> torch.Tensor:
@@ -168,16 +184,21 @@ class Trainer:
         run_dir: str | Path,
         hooks: Sequence[Hook] = (),
         progress: bool = True,
+        detect_anomaly: bool = False,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.hooks = list(hooks)
         self.progress = progress
+        self.detect_anomaly = detect_anomaly
         self.device = select_device(config.train.device)
         self.train_x = as_float_images(dataset.train.images, self.device)
         self.test_x = as_float_images(dataset.test.images, self.device)
         self.test_labels = dataset.test.labels
         self.train_eval_x = self.train_x[train_eval_subset(len(self.train_x), config.data.train_eval_size).to(self.device)]
+        if config.data.binarize:
+            self.train_eval_x = binarized(self.train_eval_x, BINARIZE_SEED)
+            self.test_x = binarized(self.test_x, BINARIZE_SEED + 1)
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
 
@@ -190,7 +211,7 @@ class Trainer:
                 "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0}
 
     def _optimizer(self, model: VAE) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=self.config.train.lr)
+        return torch.optim.Adam(model.parameters(), lr=self.config.train.lr, foreach=self.device.type != "cpu")
 
     def _restore(self, path: Path) -> dict[str, Any]:
         saved = load_checkpoint(path)
@@ -220,9 +241,9 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------------
 
     def _evaluate(self, state: dict[str, Any], elapsed_s: float) -> None:
-        model, beta = state["model"], self.config.train.beta
-        train_eval = evaluate_split(model, self.train_eval_x, beta)
-        test_eval = evaluate_split(model, self.test_x, beta)
+        model = state["model"]
+        train_eval = evaluate_split(model, self.train_eval_x)
+        test_eval = evaluate_split(model, self.test_x)
         record = {
             "epoch": round(state["step"] / self.steps_per_epoch, 4),
             "step": state["step"],
@@ -241,15 +262,17 @@ class Trainer:
     def run(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``config.train.epochs``; returns the metric history."""
         check_output_dir(self.run_dir)
-        checkpoint = self.run_dir / CHECKPOINT_NAME
-        if checkpoint.exists() and not resume:
-            raise OutputDirError(
-                f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
-            )
-        state = self._restore(checkpoint) if resume and checkpoint.exists() else self._fresh_state()
-        self.config.save(self.run_dir / CONFIG_NAME)
-        with _SigintLatch() as sigint:
-            self._train(state, sigint)
+        with RunLock(self.run_dir):
+            checkpoint = self.run_dir / CHECKPOINT_NAME
+            if checkpoint.exists() and not resume:
+                raise OutputDirError(
+                    f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
+                )
+            state = self._restore(checkpoint) if resume and checkpoint.exists() else self._fresh_state()
+            self.config.save(self.run_dir / CONFIG_NAME)
+            anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
+            with _SigintLatch() as sigint, anomaly:
+                self._train(state, sigint)
         return state["history"]
 
     def _train(self, state: dict[str, Any], sigint: _SigintLatch) -> None:
@@ -269,8 +292,11 @@ class Trainer:
             last_checked = state["step_in_epoch"]
             for i in range(state["step_in_epoch"], self.steps_per_epoch):
                 x = self.train_x[order[i * bs : (i + 1) * bs]]
+                if self.config.data.binarize:
+                    x = torch.bernoulli(x, generator=noise)
                 logits, mu, logvar = model(x, noise)
-                loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, cfg.beta,
+                beta = kl_weight(cfg.beta, cfg.warmup_epochs, state["step"], self.steps_per_epoch)
+                loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, beta,
                                      self.config.model.gaussian_std)[0].mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
