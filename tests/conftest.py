@@ -27,3 +27,44 @@ def mnist(mnist_dir):
     from vaelab.data import load_dataset
 
     return load_dataset("mnist", mnist_dir, download=False)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright. Skips where there is none, unless
+    VAELAB_REQUIRE_BROWSER=1 (as in CI), where a missing browser is a failure."""
+    required = os.environ.get("VAELAB_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("playwright is not installed")
+    executable = os.environ.get("VAELAB_CHROMIUM", str(CHROMIUM))
+    if not Path(executable).exists():
+        if required:
+            pytest.fail(f"no Chromium at {executable} (install Debian's chromium package)")
+        pytest.skip(f"no Chromium at {executable}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records console errors and uncaught page errors in ``page.errors``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    new_page = context.new_page()
+    new_page.errors = []
+    new_page.on("console", lambda msg: new_page.errors.append(msg.text) if msg.type == "error" else None)
+    new_page.on("pageerror", lambda exc: new_page.errors.append(str(exc)))
+    yield new_page
+    context.close()
