@@ -46,7 +46,7 @@ def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mn
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["history"] == history and saved["eval_sizes"] == {"train": 512, "test": 1000}
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert header.startswith("epoch,step,time_s,train_loss") and header.endswith("test_psnr")
+    assert header.startswith("epoch,step,time_s,train_s,train_loss") and header.endswith("test_psnr")
     assert (tmp_path / "run" / "config.json").exists()
 
 
@@ -57,7 +57,7 @@ def test_resume_continues_exactly(mnist, tmp_path):
     resumed = Trainer(small_config(epochs=3), data, tmp_path / "b", progress=False).run(resume=True)
 
     def strip_time(history):
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+        return [{k: v for k, v in r.items() if k not in ("time_s", "train_s")} for r in history]
 
     assert strip_time(resumed) == strip_time(straight)
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")

@@ -40,6 +40,7 @@ METRICS_JSON = "metrics.json"
 METRICS_CSV = "metrics.csv"
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
 MIN_FREE_BYTES = 64 * 2**20
+RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")
 BINARIZE_SEED = 2024  # the fixed binarisation of the evaluation images
 
 
@@ -134,7 +135,7 @@ def check_output_dir(run_dir: Path) -> None:
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    row = {k: record[k] for k in ("epoch", "step", "time_s")}
+    row = {k: record[k] for k in ("epoch", "step", "time_s", "train_s")}
     for split in ("train", "test"):
         row.update({f"{split}_{m}": record[split][m] for m in METRICS})
     return row
@@ -208,7 +209,7 @@ class Trainer:
         model = build_model(self.config).to(self.device)
         noise = torch.Generator(device=self.device).manual_seed(self.config.train.seed)
         return {"model": model, "optimizer": self._optimizer(model), "noise": noise, "epoch": 0,
-                "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0}
+                "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0, "eval_s": 0.0}
 
     def _optimizer(self, model: VAE) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=self.config.train.lr, foreach=self.device.type != "cpu")
@@ -225,7 +226,7 @@ class Trainer:
             state["noise"].set_state(saved["noise"].to("cpu") if self.device.type == "cpu" else saved["noise"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: does not fit this run ({exc}).") from None
-        for key in ("epoch", "step_in_epoch", "step", "history", "elapsed_s"):
+        for key in RESUMED_STATE:
             state[key] = saved[key]
         return state
 
@@ -235,12 +236,13 @@ class Trainer:
             "model": state["model"].state_dict(),
             "optimizer": state["optimizer"].state_dict(),
             "noise": state["noise"].get_state(),
-            **{k: state[k] for k in ("epoch", "step_in_epoch", "step", "history", "elapsed_s")},
+            **{k: state[k] for k in RESUMED_STATE},
         })
 
     # -- evaluation ------------------------------------------------------------------------------
 
     def _evaluate(self, state: dict[str, Any], elapsed_s: float) -> None:
+        started = time.perf_counter()
         model = state["model"]
         train_eval = evaluate_split(model, self.train_eval_x)
         test_eval = evaluate_split(model, self.test_x)
@@ -248,6 +250,7 @@ class Trainer:
             "epoch": round(state["step"] / self.steps_per_epoch, 4),
             "step": state["step"],
             "time_s": round(elapsed_s, 3),
+            "train_s": round(elapsed_s - state["eval_s"], 3),  # wall time in training steps alone
             "train": train_eval.metrics,
             "test": test_eval.metrics,
         }
@@ -256,6 +259,7 @@ class Trainer:
         for hook in self.hooks:
             hook(point)
         write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes)
+        state["eval_s"] += time.perf_counter() - started
 
     # -- the loop --------------------------------------------------------------------------------
 
