@@ -48,3 +48,13 @@ def test_rejects_bad_configs():
         VAE(ModelConfig(latent_dim=0))
     with pytest.raises(ValueError, match="architecture"):
         VAE(ModelConfig(arch="transformer"))
+
+
+def test_public_api_in_a_few_lines():
+    import vaelab
+
+    model = vaelab.VAE(vaelab.ModelConfig(latent_dim=2))
+    images = model.sample(4)
+    mu, logvar = model.encode(images)
+    assert model.reconstruct(images).shape == images.shape and mu.shape == logvar.shape == (4, 2)
+    assert model.decode(torch.zeros(1, 2)).shape == (1, 1, 28, 28)
