@@ -20,6 +20,7 @@ from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
 from .config import ARCHITECTURES, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import VaelabError
+from .report import build_report
 
 DEFAULT_STUDY_DIR = Path("runs/study")
 DEFAULT_LATENT_DIMS = (2, 4, 16)
@@ -193,6 +194,20 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
     (study_dir / STUDY_FILE).write_text(json.dumps({"latent_dims": dims}, indent=2) + "\n")
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
+    click.echo(f"report: {build_report(study_dir).html}")
+
+
+@cli.command()
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(study_dir: Path) -> None:
+    """Rebuild STUDY_DIR's comparison plot, final tables and report.html from its runs, without retraining.
+
+    Works on runs that are still training or were interrupted: each shows its latest evaluation point.
+    """
+    built = build_report(study_dir)
+    click.echo("\n".join(built.reading))
+    click.echo(f"\nwrote {built.comparison}, {built.csv.name}, {built.markdown.name}")
+    click.echo(f"report: {built.html}")
 
 
 def parse_latent_dims(text: str) -> list[int]:

@@ -34,3 +34,7 @@ class TrainingDivergedError(VaelabError):
     """The loss became NaN or infinite."""
 
     exit_code = 3
+
+
+class ReportError(VaelabError):
+    """A study directory holds no runs to report on, or a path given to the report is wrong."""

@@ -141,8 +141,11 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int]) -> None:
+def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int],
+                  environment: dict[str, str] | None = None) -> None:
     payload = {"config": config.to_dict(), "eval_sizes": sizes, "history": history}
+    if environment is not None:
+        payload["environment"] = environment
     write_text_atomic(run_dir / METRICS_JSON, json.dumps(payload, indent=1) + "\n")
     buffer = io.StringIO()
     rows = [flat_record(r) for r in history]
@@ -202,6 +205,8 @@ class Trainer:
             self.test_x = binarized(self.test_x, BINARIZE_SEED + 1)
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
+        # Where and with what the latest session ran, for the study report.
+        self.environment = {"device": str(self.device), "torch": torch.__version__, "data_dir": str(dataset.root)}
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -260,7 +265,7 @@ class Trainer:
         point = EvalPoint(len(state["history"]) - 1, record, model, test_eval.mu, self.test_labels, self.run_dir)
         for hook in self.hooks:
             hook(point)
-        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes)
+        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
         state["eval_s"] += time.perf_counter() - started
 
     # -- the loop --------------------------------------------------------------------------------
@@ -347,7 +352,7 @@ class Trainer:
         bar.close()
         state["elapsed_s"] = time.perf_counter() - session_start
         self._save(state)
-        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes)
+        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
         raise Interrupted(
             f"interrupted at step {state['step']} (epoch {state['epoch'] + 1}); checkpoint saved in "
             f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
