@@ -59,6 +59,7 @@ def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them
     study = tmp_path / "study"
     result = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *FAST)
     assert result.exit_code == 0, result.output
+    assert (study / "report.html").exists() and (study / "final_metrics.csv").exists()
     for d in (2, 3):
         run = study / f"latent_{d}"
         assert (run / "config.json").exists() and (run / "checkpoint.pt").exists()

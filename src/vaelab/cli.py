@@ -205,7 +205,7 @@ def report(study_dir: Path) -> None:
     Works on runs that are still training or were interrupted: each shows its latest evaluation point.
     """
     built = build_report(study_dir)
-    click.echo("\n".join(built.reading))
+    click.echo("\n".join(f"{topic}: {text}" for topic, text in built.reading))
     click.echo(f"\nwrote {built.comparison}, {built.csv.name}, {built.markdown.name}")
     click.echo(f"report: {built.html}")
 

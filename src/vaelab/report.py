@@ -182,7 +182,7 @@ def run_colours(runs: Sequence[Run]) -> dict[int, str]:
 
 def run_label(run: Run) -> str:
     label = f"latent size {run.latent_dim}"
-    return label if run.finished else f"{label} (epoch {run.epochs_done:g} of {run.epochs_planned})"
+    return label if run.finished else f"{label} (epoch {epoch_text(run.epochs_done)} of {run.epochs_planned})"
 
 
 # -- the comparison plot -------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def write_final_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 def epochs_cell(row: dict[str, Any]) -> str:
     done, planned = row["epochs_done"], row["epochs_planned"]
-    return f"{done:g}" if row["finished"] else f"{done:g} of {planned}"
+    return epoch_text(done) if row["finished"] else f"{epoch_text(done)} of {planned}"
 
 
 def format_cell(row: dict[str, Any], column: Column) -> str:
@@ -349,7 +349,10 @@ def read_reconstruction(runs: Sequence[Run], others: bool) -> str:
                 f"{run.test('mse'):.4f}, SSIM {run.test('ssim'):.3f} and PSNR {run.test('psnr'):.2f} dB.")
     by_mse = sorted(runs, key=lambda r: r.test("mse"))
     best, worst = by_mse[0], by_mse[-1]
-    ratio = f" ({worst.test('mse') / best.test('mse'):.1f}× lower)" if best.test("mse") > 0 else ""
+    ratio = ""
+    if best.test("mse") > 0:
+        factor = worst.test("mse") / best.test("mse")
+        ratio = f" ({factor:.1f}× lower)" if factor >= 1.5 else f" ({1 - 1 / factor:.1%} lower)"
     text = (f"Latent size {best.latent_dim} reconstructs the test digits best: MSE {best.test('mse'):.4f} against "
             f"{worst.test('mse'):.4f} for latent size {worst.latent_dim}{ratio}, SSIM {best.test('ssim'):.3f} "
             f"against {worst.test('ssim'):.3f}, PSNR {best.test('psnr'):.2f} dB against {worst.test('psnr'):.2f} dB.")
@@ -490,13 +493,16 @@ def read_completeness(study: Study, compared: Sequence[Run]) -> str | None:
     return " ".join(notes) or None
 
 
-def plain_reading(study: Study) -> list[str]:
-    """A few paragraphs that say what the numbers say, written from the numbers."""
+def plain_reading(study: Study) -> list[tuple[str, str]]:
+    """A few (topic, paragraph) pairs that say what the numbers say, written from the numbers."""
     runs = comparable_runs(study)
-    paragraphs = [read_reconstruction(runs, others=len(runs) < len(study.runs)), read_elbo_and_kl(runs),
-                  read_gap_over_training(runs), read_generalisation(runs), read_progress(runs),
-                  read_completeness(study, runs)]
-    return [p for p in paragraphs if p]
+    paragraphs = [("Reconstruction", read_reconstruction(runs, others=len(runs) < len(study.runs))),
+                  ("−ELBO and KL", read_elbo_and_kl(runs)),
+                  ("Over training", read_gap_over_training(runs)),
+                  ("Generalisation", read_generalisation(runs)),
+                  ("Convergence", read_progress(runs)),
+                  ("Not finished", read_completeness(study, runs))]
+    return [(topic, text) for topic, text in paragraphs if text]
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -564,6 +570,15 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 8px; text-align: 
 .note { color: var(--muted); font-size: 13.5px; border-left: 3px solid #d0d5dd; padding: 3px 10px; margin: 14px 0 0; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em;
   background: #f0f2f5; padding: 1px 5px; border-radius: 4px; }
+.settings { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px 28px; }
+@media (max-width: 820px) { .settings { grid-template-columns: minmax(0, 1fr); } }
+.settings h4 { margin: 0 0 4px; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
+table.kv th, table.kv td { padding: 4px 0; font-size: 14px; }
+table.kv tr:last-child th { border-bottom: none; }
+table.kv th { text-align: left; color: var(--ink); font-weight: 400; }
+table.kv td { font-weight: 600; overflow-wrap: anywhere; white-space: normal; }
+table.runs th, table.runs td { text-align: left; }
+header.top code { background: rgba(255,255,255,.15); color: #fff; }
 footer { color: var(--muted); font-size: 13px; padding: 6px 0 40px; }
 """
 
@@ -607,7 +622,7 @@ def run_section(study_dir: Path, run: Run, colour: str) -> str:
     figure_specs = [ANIMATIONS, TRAINING_FIGURES, GENERATION_FIGURES,
                     ((MANIFOLD_FIGURE, ARCHITECTURE_FIGURE) if run.latent_dim == 2 else (ARCHITECTURE_FIGURE,))]
     blocks = [figures_block(study_dir, run, specs, missing) for specs in figure_specs]
-    chips = [f"{run.epochs_done:g} of {run.epochs_planned} epochs" if not run.finished
+    chips = [f"epoch {epoch_text(run.epochs_done)} of {run.epochs_planned}" if not run.finished
              else f"{run.epochs_planned} epoch{'s' if run.epochs_planned != 1 else ''}",
              duration(run.wall_time_s), run.environment.get("device", ""),
              f"test −ELBO {run.test('loss'):.2f}", f"MSE {run.test('mse'):.4f}"]
@@ -622,14 +637,23 @@ def run_section(study_dir: Path, run: Run, colour: str) -> str:
     return "\n".join(parts)
 
 
-def flat_config(config: dict[str, Any]) -> dict[str, str]:
-    flat = {}
+def shown_settings(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each config group's settings as text, without those the chosen model does not use."""
+    model = config.get("model") or {}
+    unused = {"channels" if model.get("arch") == "mlp" else "hidden"}
+    if model.get("likelihood") != "gaussian":
+        unused.add("gaussian_std")
+    groups = {}
     for group in ("data", "model", "train"):
+        settings = {}
         for key, value in (config.get(group) or {}).items():
+            if group == "model" and key in unused:
+                continue
             if isinstance(value, (list, tuple)):
                 value = ",".join(map(str, value))
-            flat[f"{group}.{key}"] = "—" if value is None else str(value)
-    return flat
+            settings[key] = "—" if value is None else str(value)
+        groups[group] = settings
+    return groups
 
 
 def facts_html(facts: Sequence[tuple[str, str]]) -> str:
@@ -644,12 +668,31 @@ def same_or_each(runs: Sequence[Run], value_of) -> str:
     return "; ".join(f"{v} (latent {run.latent_dim})" for run, v in zip(runs, values))
 
 
+SETTING_GROUPS = (("data", "Data"), ("model", "Model"), ("train", "Training"))
+
+
+def settings_html(runs: Sequence[Run]) -> tuple[str, list[tuple[str, str]]]:
+    """The settings every run shares, as three key/value lists; and the (group, key) that differ."""
+    settings = [shown_settings(run.config) for run in runs]
+    columns, differing = [], []
+    for group, title in SETTING_GROUPS:
+        keys = list(dict.fromkeys(k for s in settings for k in s[group]))
+        rows = []
+        for key in keys:
+            if (group, key) in (("model", "latent_dim"), ("data", "data_dir")):
+                continue
+            values = {s[group].get(key) for s in settings}
+            if len(values) == 1:
+                label = "device asked for" if (group, key) == ("train", "device") else key.replace("_", " ")
+                rows.append(f"<tr><th>{esc(label)}</th><td>{esc(values.pop())}</td></tr>")
+            else:
+                differing.append((group, key))
+        columns.append(f'<div><h4>{esc(title)}</h4><table class="kv">{"".join(rows)}</table></div>')
+    return f'<div class="settings">{"".join(columns)}</div>', differing
+
+
 def setup_section(study: Study) -> str:
     runs = study.runs
-    configs = [flat_config(run.config) for run in runs]
-    keys = list(dict.fromkeys(k for c in configs for k in c))
-    common = [k for k in keys if k != "model.latent_dim" and len({c.get(k) for c in configs}) == 1]
-    differing = [k for k in keys if k != "model.latent_dim" and k not in common]
     data = runs[0].config.get("data", {})
     facts = [
         ("dataset", str(data.get("dataset", "?"))),
@@ -662,24 +705,33 @@ def setup_section(study: Study) -> str:
         ("latent sizes", ", ".join(str(r.latent_dim) for r in runs)),
         ("images scored per evaluation", same_or_each(
             runs, lambda r: f"{r.eval_sizes.get('train', '?')} train, {r.eval_sizes.get('test', '?')} test")),
-        ("total training time", duration(sum(r.wall_time_s for r in runs))),
+        ("total wall time", duration(sum(r.wall_time_s for r in runs))),
     ]
-    config_facts = [(k.split(".", 1)[1].replace("_", " "), configs[0][k]) for k in common
-                    if k not in ("data.dataset", "data.data_dir")]
-    header = "".join(f"<th>{esc(h)}</th>" for h in ["latent size", "status", "evaluation points", "training time",
-                                                     *(k.split(".", 1)[1].replace("_", " ") for k in differing)])
+    settings, differing = settings_html(runs)
+    headings = ["latent size", "status", "evaluation points", "wall time", "in training steps",
+                *(key.replace("_", " ") for _, key in differing)]
     body = []
-    for run, config in zip(runs, configs):
-        status = "finished" if run.finished else f"stopped at epoch {run.epochs_done:g} of {run.epochs_planned}"
-        cells = [status, str(len(run.history)), duration(run.wall_time_s), *(config.get(k, "") for k in differing)]
+    for run in runs:
+        status = ("finished" if run.finished
+                  else f"stopped at epoch {epoch_text(run.epochs_done)} of {run.epochs_planned}")
+        train_s = run.latest.get("train_s")
+        shown = shown_settings(run.config)
+        cells = [status, str(len(run.history)), duration(run.wall_time_s),
+                 duration(float(train_s)) if isinstance(train_s, (int, float)) else "not recorded",
+                 *(shown[group].get(key, "") for group, key in differing)]
         body.append(f"<tr><td>{run.latent_dim}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{esc(h)}</th>" for h in headings)
     return (f'<section class="card" id="setup"><h2>What was run</h2>{facts_html(facts)}'
-            f"<h3>Settings shared by every run</h3>{facts_html(config_facts)}"
-            f'<h3>Runs</h3><div class="scroll"><table><thead><tr>{header}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div></section>")
+            f"<h3>Settings shared by every run</h3>{settings}"
+            f'<h3>Runs</h3><div class="scroll"><table class="runs"><thead><tr>{header}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>"
+            f'<p class="caption">Wall time includes evaluation and figure making; "in training steps" is the '
+            f"optimisation alone.</p></section>")
 
 
 def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> dict[str, float]:
+    """The best value of each ranked column, among the finished runs when there are any (as in the reading)."""
+    rows = [row for row in rows if row["finished"]] or rows
     best = {}
     for column in columns:
         values = [row[column.key] for row in rows if row.get(column.key) is not None]
@@ -708,7 +760,7 @@ def table_section(rows: Sequence[dict[str, Any]], colours: dict[int, str]) -> st
             f'<a href="{FINAL_MD}">{FINAL_MD}</a>.</p></section>')
 
 
-def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[str]) -> str:
+def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]]) -> str:
     runs = study.runs
     colours = run_colours(runs)
     dataset = str(runs[0].config.get("data", {}).get("dataset", "")).upper().replace("FASHION-MNIST", "Fashion-MNIST")
@@ -721,7 +773,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
                   f'<img src="{COMPARISON_PNG}" alt="test metrics of every latent size against epoch">'
                   f"<figcaption>Test metrics of every latent size at each evaluation point (five inside the first "
                   f"epoch, then one per epoch)</figcaption></figure></div></section>")
-    reading_html = "".join(f"<p>{esc(p)}</p>" for p in reading)
+    reading_html = "".join(f"<p><strong>{esc(topic)}.</strong> {esc(text)}</p>" for topic, text in reading)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -760,7 +812,7 @@ class Report:
     comparison: Path
     csv: Path
     markdown: Path
-    reading: list[str]
+    reading: list[tuple[str, str]]  # (topic, paragraph)
 
 
 def build_report(study_dir: str | os.PathLike) -> Report:

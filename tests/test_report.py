@@ -1,0 +1,198 @@
+"""The study report, built from tiny real trainings: two finished latent sizes and one interrupted run."""
+
+import csv
+import json
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vaelab.cli import cli
+from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaelab.data import Dataset, ImageSplit
+from vaelab.errors import ReportError
+from vaelab.evaluation import METRICS
+from vaelab.report import build_report
+from vaelab.training import Trainer
+
+FINISHED, INTERRUPTED = (2, 4), 8
+EPOCHS = 1
+CRASH_AT_POINT = 3  # the interrupted run dies inside epoch 1, before its first checkpoint
+
+
+class Crash(Exception):
+    """Stands for a kill: the trainer stops where it is, without saving."""
+
+
+def crash_at(index: int):
+    def hook(point) -> None:
+        if point.index == index:
+            raise Crash
+    return hook
+
+
+def tiny_config(latent_dim: int) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(train_eval_size=256),
+        model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
+        train=TrainConfig(epochs=EPOCHS, batch_size=64, lr=3e-3, device="cpu"),
+    )
+
+
+@pytest.fixture(scope="module")
+def study(mnist, tmp_path_factory) -> Path:
+    data = Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:1024], mnist.train.labels[:1024]),
+                   ImageSplit(mnist.test.images[:500], mnist.test.labels[:500]))
+    root = tmp_path_factory.mktemp("study")
+    for z in FINISHED:
+        Trainer(tiny_config(z), data, root / f"latent_{z}", progress=False).run()
+    with pytest.raises(Crash):
+        Trainer(tiny_config(INTERRUPTED), data, root / f"latent_{INTERRUPTED}", hooks=[crash_at(CRASH_AT_POINT)],
+                progress=False).run()
+    (root / "study.json").write_text(json.dumps({"latent_dims": [*FINISHED, INTERRUPTED]}))
+    build_report(root)
+    return root
+
+
+def history(study: Path, z: int) -> list[dict]:
+    return json.loads((study / f"latent_{z}" / "metrics.json").read_text())["history"]
+
+
+def test_the_interrupted_run_has_only_part_of_its_history_and_no_checkpoint(study):
+    assert len(history(study, INTERRUPTED)) == CRASH_AT_POINT
+    assert not (study / f"latent_{INTERRUPTED}" / "checkpoint.pt").exists()
+    assert len(history(study, FINISHED[0])) == 5 + EPOCHS
+
+
+def test_csv_rows_are_each_runs_latest_evaluation_point(study):
+    rows = list(csv.DictReader((study / "final_metrics.csv").open()))
+    assert [int(r["latent_dim"]) for r in rows] == [*FINISHED, INTERRUPTED]
+    for row in rows:
+        latest = history(study, int(row["latent_dim"]))[-1]
+        for split in ("test", "train"):
+            for m in METRICS:
+                assert float(row[f"{split}_{m}"]) == latest[split][m], (row["latent_dim"], split, m)
+        assert float(row["epochs_done"]) == latest["epoch"]
+        assert row["finished"] == str(int(row["latent_dim"]) in FINISHED)
+
+
+def markdown_rows(study: Path) -> dict[int, dict[str, str]]:
+    lines = [line for line in (study / "final_metrics.md").read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    return {int(r["latent size"]): r for r in rows}
+
+
+def test_markdown_table_rounds_the_same_numbers(study):
+    rows = markdown_rows(study)
+    assert sorted(rows) == sorted([*FINISHED, INTERRUPTED])
+    for z, row in rows.items():
+        test = history(study, z)[-1]["test"]
+        assert row["test -ELBO"] == f"{test['loss']:.2f}" and row["test KL"] == f"{test['kl']:.2f}"
+        assert row["test MSE"] == f"{test['mse']:.4f}" and row["test SSIM"] == f"{test['ssim']:.3f}"
+    assert rows[FINISHED[0]]["epochs"] == str(EPOCHS)
+    assert rows[INTERRUPTED]["epochs"].endswith(f"of {EPOCHS}")
+
+
+def reading_of(study: Path) -> dict[str, str]:
+    return dict(build_report(study).reading)
+
+
+def test_reading_names_the_best_latent_size_among_finished_runs(study):
+    latest = {z: history(study, z)[-1]["test"] for z in FINISHED}
+    best_mse = min(FINISHED, key=lambda z: latest[z]["mse"])
+    best_elbo = min(FINISHED, key=lambda z: latest[z]["loss"])
+    reading = reading_of(study)
+    assert reading["Reconstruction"].startswith(f"Latent size {best_mse} reconstructs the test digits best")
+    assert f"latent size {best_elbo} is best with {latest[best_elbo]['loss']:.2f} nats" in reading["−ELBO and KL"]
+    for z in FINISHED:
+        assert f"{latest[z]['kl']:.2f}" in reading["−ELBO and KL"]
+    assert f"Latent size {INTERRUPTED} has reached epoch" in reading["Not finished"]
+    assert "left out of the comparisons" in reading["Not finished"]
+
+
+def test_reading_says_whether_the_elbo_gap_narrowed(study):
+    def gap(epoch):
+        losses = [next(r["test"]["loss"] for r in history(study, z) if r["epoch"] == epoch) for z in FINISHED]
+        return max(losses) - min(losses)
+
+    start = history(study, FINISHED[0])[0]["epoch"]  # one epoch: compared from the first point on
+    first, last = gap(start), gap(float(EPOCHS))
+    expected = "narrowed" if last < 0.95 * first else "widened" if last > 1.05 * first else "stayed about the same"
+    start_text = f"{start:.2f}".rstrip("0").rstrip(".")
+    assert (f"{expected} during training: {first:.2f} nats at epoch {start_text}, {last:.2f} nats at epoch {EPOCHS}"
+            in reading_of(study)["Over training"])
+
+
+class ImageLinks(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.hrefs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.srcs.append(attrs["src"])
+        if tag == "a":
+            self.hrefs.append(attrs["href"])
+
+
+def test_page_links_only_files_that_exist_by_relative_paths(study):
+    page = ImageLinks()
+    page.feed((study / "report.html").read_text())
+    assert "comparison.png" in page.srcs
+    for link in page.srcs + [h for h in page.hrefs if not h.startswith("#")]:
+        assert not link.startswith(("/", "file:", "http")), link
+        assert (study / link).is_file(), link
+    missing_gif = not (study / "latent_2" / "latent_space.gif").exists()
+    if missing_gif:  # figures a run does not have are named in a note, not linked
+        assert "Not in latent_2/ (yet): latent_space.gif" in (study / "report.html").read_text()
+
+
+def test_cli_report_rebuilds_everything_without_retraining(study, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    for name in ("report.html", "comparison.png", "final_metrics.csv", "final_metrics.md"):
+        (copy / name).unlink()
+    checkpoint = copy / "latent_2" / "checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns
+    result = CliRunner().invoke(cli, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "Reconstruction: Latent size" in result.output
+    for name in ("report.html", "comparison.png", "final_metrics.csv", "final_metrics.md"):
+        assert (copy / name).stat().st_size > 0, name
+    assert checkpoint.stat().st_mtime_ns == before
+    assert (copy / "final_metrics.csv").read_text() == (study / "final_metrics.csv").read_text()
+
+
+def test_a_directory_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(ReportError, match="no such study directory"):
+        build_report(tmp_path / "nowhere")
+    with pytest.raises(ReportError, match="no latent_<z>/ run directories"):
+        build_report(tmp_path)
+    (tmp_path / "latent_3").mkdir()
+    (tmp_path / "latent_3" / "config.json").write_text("{}")
+    with pytest.raises(ReportError, match="latent_3/ has no metrics.json yet"):
+        build_report(tmp_path)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "no run with results" in result.output and "Traceback" not in result.output
+    assert CliRunner().invoke(cli, ["report", str(tmp_path / "nowhere")]).exit_code == 2
+
+
+def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
+    moved = tmp_path / "moved" / "elsewhere"
+    shutil.copytree(study, moved)  # the page must not depend on where it was built
+    page.goto((moved / "report.html").as_uri(), wait_until="load")
+    images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])")
+    assert images and all(width > 0 for _, width in images), images
+    assert page.errors == []
+    assert page.locator("#final-table tbody tr").count() == len(FINISHED) + 1
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("VAELAB_SCREENSHOT_DIR"):
+        Path(os.environ["VAELAB_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(os.environ["VAELAB_SCREENSHOT_DIR"]) / "report.png")
+    assert shot.stat().st_size > 10_000
