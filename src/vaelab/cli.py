@@ -119,12 +119,13 @@ def run_is_finished(run_dir: Path, epochs: int) -> bool:
     return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
 
 
-def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any]) -> list[dict[str, Any]]:
+def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any = None) -> list[dict[str, Any]]:
     from .data import load_dataset
     from .training import Trainer
 
     dataset = load_dataset(config.data.dataset, config.data.data_dir)
-    trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"])
+    trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"],
+                      ddp=ddp)
     return trainer.run(resume=opts["resume"])
 
 
@@ -155,14 +156,24 @@ def cli() -> None:
 @training_options
 @click.pass_context
 def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: Path, **opts: Any) -> None:
-    """Train one VAE and write its config, checkpoint and metrics to its run directory."""
+    """Train one VAE and write its config, checkpoint and metrics to its run directory.
+
+    Launched by torchrun (torchrun --nproc_per_node=N -m vaelab train ...), it trains data-parallel:
+    --batch-size is then the global batch, shared out among the N processes.
+    """
+    from . import distributed
+
     run_dir = run_dir or study_dir / f"latent_{latent_dim}"
     config = build_config(latent_dim, opts)
-    if opts["resume"]:
-        config = config_for_resume(run_dir, config, _given(ctx, "epochs"))
-    history = train_one(config, run_dir, opts)
-    click.echo(summary_line(config.model.latent_dim, history))
-    click.echo(f"run saved in {run_dir}")
+    with distributed.data_parallel(opts["device"]) as ddp:
+        if ddp:
+            click.echo(distributed.describe(ddp, run_dir), err=True)
+        if opts["resume"]:  # under torchrun rank 0 reads the saved config and every rank uses it
+            config = distributed.from_main(ddp, lambda: config_for_resume(run_dir, config, _given(ctx, "epochs")))
+        history = train_one(config, run_dir, opts, ddp)
+    if ddp is None or ddp.is_main:
+        click.echo(summary_line(config.model.latent_dim, history))
+        click.echo(f"run saved in {run_dir}")
 
 
 @cli.command()
@@ -177,6 +188,12 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
 
     With --resume, finished latent sizes are skipped and an interrupted one continues.
     """
+    from .distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise click.UsageError("vaelab study trains its latent sizes one after another and does not run under "
+                               "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
+                               "latent size instead.")
     dims = parse_latent_dims(latent_dims)
     study_dir.mkdir(parents=True, exist_ok=True)
     summaries = []

@@ -29,21 +29,42 @@ class SplitEvaluation:
 @torch.no_grad()
 def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> SplitEvaluation:
     """``images`` are floats in [0, 1] of shape (N, 1, 28, 28) on the model's device."""
+    sums, mu = split_sums(model, images, (0, len(images)), batch_size)
+    return SplitEvaluation(metrics=dict(zip(METRICS, (sums / len(images)).tolist())), mu=mu)
+
+
+@torch.no_grad()
+def split_sums(
+    model: VAE, images: torch.Tensor, rows: tuple[int, int], batch_size: int = 2000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 sums of every metric over ``images[rows[0]:rows[1]]``, and those images' posterior means.
+
+    The noise of every batch of the whole split is drawn, whatever ``rows`` covers, so each image gets the
+    sample it gets when the split is scored at once: the sums over disjoint row ranges (one per rank of a
+    data-parallel run) add up to the single-process figures.
+    """
     was_training = model.training
     model.eval()
     cfg = model.config
+    first, stop = rows
     generator = torch.Generator(device=images.device).manual_seed(EVAL_NOISE_SEED)
     sums = torch.zeros(len(METRICS), dtype=torch.float64, device=images.device)
     mus = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
+        end = min(start + batch_size, len(images))
+        # The draw VAE.reparameterize makes for this batch, split off from the encoder pass.
+        eps = torch.randn((end - start, cfg.latent_dim), generator=generator, device=images.device, dtype=images.dtype)
+        lo, hi = max(start, first), min(end, stop)
+        if lo >= hi:
+            continue
+        x = images[lo:hi]
         mu, logvar = model.encode(x)
-        z = model.reparameterize(mu, logvar, generator)
+        z = mu + torch.exp(0.5 * logvar) * eps[lo - start : hi - start]
         loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, cfg.gaussian_std)
         recon = torch.sigmoid(model.decode(mu))
         per_image = (loss, nll, kl, mse_per_image(x, recon), ssim_per_image(x, recon), psnr_per_image(x, recon))
         sums += torch.stack([v.double().sum() for v in per_image])
         mus.append(mu.float().cpu())
     model.train(was_training)
-    means = (sums / len(images)).tolist()
-    return SplitEvaluation(metrics=dict(zip(METRICS, means)), mu=torch.cat(mus))
+    mu = torch.cat(mus) if mus else torch.zeros((0, cfg.latent_dim))
+    return sums, mu

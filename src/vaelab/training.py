@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_checkpoint
 from .config import RunConfig, write_text_atomic
 from .data import Dataset
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
 from .runlock import RunLock
-from .evaluation import METRICS, evaluate_split
+from .evaluation import METRICS
 from .losses import negative_elbo
 from .models import VAE
 
@@ -189,13 +191,18 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         progress: bool = True,
         detect_anomaly: bool = False,
+        ddp: distributed.DataParallel | None = None,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.hooks = list(hooks)
-        self.progress = progress
         self.detect_anomaly = detect_anomaly
-        self.device = select_device(config.train.device)
+        # Under torchrun (ddp given) rank 0 alone writes files, runs hooks and shows progress.
+        self.ddp = ddp
+        self.rank, self.world_size = (ddp.rank, ddp.world_size) if ddp else (0, 1)
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
+        self.device = ddp.device if ddp else select_device(config.train.device)
         self.train_x = as_float_images(dataset.train.images, self.device)
         self.test_x = as_float_images(dataset.test.images, self.device)
         self.test_labels = dataset.test.labels
@@ -212,7 +219,8 @@ class Trainer:
 
     def _fresh_state(self) -> dict[str, Any]:
         model = build_model(self.config).to(self.device)
-        noise = torch.Generator(device=self.device).manual_seed(self.config.train.seed)
+        seed = distributed.noise_seed(self.config.train.seed, self.rank)
+        noise = torch.Generator(device=self.device).manual_seed(seed)
         return {"model": model, "optimizer": self._optimizer(model), "noise": noise, "epoch": 0,
                 "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0, "eval_s": 0.0}
 
@@ -221,16 +229,22 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(model.parameters(), lr=self.config.train.lr, fused=fused)
 
-    def _restore(self, path: Path) -> dict[str, Any]:
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         saved = load_checkpoint(path)
         saved_config = RunConfig.from_dict(saved["config"], source=str(path))
         if saved_config.model != self.config.model or saved_config.data != self.config.data:
             raise CheckpointError(f"{path}: was made with a different model or data config than this run's.")
+        return saved
+
+    def _restore(self, saved: dict[str, Any]) -> dict[str, Any]:
+        path = self.run_dir / CHECKPOINT_NAME
         state = self._fresh_state()
         try:
             state["model"].load_state_dict(saved["model"])
             state["optimizer"].load_state_dict(saved["optimizer"])
-            state["noise"].set_state(saved["noise"].to("cpu") if self.device.type == "cpu" else saved["noise"])
+            noise = distributed.saved_noise_state(saved, self.ddp)
+            if noise is not None:
+                state["noise"].set_state(noise.to("cpu") if self.device.type == "cpu" else noise)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: does not fit this run ({exc}).") from None
         for key in RESUMED_STATE:
@@ -238,12 +252,16 @@ class Trainer:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
+        rank_noise = distributed.noise_states(state["noise"], self.ddp)  # a collective: every rank gets here
+        if not self.is_main:
+            return
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
             "config": self.config.to_dict(),
             "model": state["model"].state_dict(),
             "optimizer": state["optimizer"].state_dict(),
             "noise": state["noise"].get_state(),
             **{k: state[k] for k in RESUMED_STATE},
+            **rank_noise,
         })
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -251,8 +269,8 @@ class Trainer:
     def _evaluate(self, state: dict[str, Any], elapsed_s: float) -> None:
         started = time.perf_counter()
         model = state["model"]
-        train_eval = evaluate_split(model, self.train_eval_x)
-        test_eval = evaluate_split(model, self.test_x)
+        train_eval = distributed.evaluate_on_ranks(model, self.train_eval_x, self.ddp)
+        test_eval = distributed.evaluate_on_ranks(model, self.test_x, self.ddp)
         record = {
             "epoch": round(state["step"] / self.steps_per_epoch, 4),
             "step": state["step"],
@@ -262,33 +280,45 @@ class Trainer:
             "test": test_eval.metrics,
         }
         state["history"].append(record)
-        point = EvalPoint(len(state["history"]) - 1, record, model, test_eval.mu, self.test_labels, self.run_dir)
-        for hook in self.hooks:
-            hook(point)
-        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
+        if self.is_main:
+            point = EvalPoint(len(state["history"]) - 1, record, model, test_eval.mu, self.test_labels, self.run_dir)
+            for hook in self.hooks:
+                hook(point)
+            write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
         state["eval_s"] += time.perf_counter() - started
 
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``config.train.epochs``; returns the metric history."""
-        check_output_dir(self.run_dir)
-        with RunLock(self.run_dir):
-            checkpoint = self.run_dir / CHECKPOINT_NAME
-            if checkpoint.exists() and not resume:
-                raise OutputDirError(
-                    f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
-                )
-            state = self._restore(checkpoint) if resume and checkpoint.exists() else self._fresh_state()
-            self.config.save(self.run_dir / CONFIG_NAME)
+        with contextlib.ExitStack() as claim:
+            # Under DDP rank 0 alone checks, locks and writes the run directory; the checkpoint it resumes from,
+            # or the error it meets, reaches every rank.
+            saved = distributed.from_main(self.ddp, lambda: self._claim_run_dir(claim, resume))
+            state = self._restore(saved) if saved is not None else self._fresh_state()
+            if self.is_main:
+                self.config.save(self.run_dir / CONFIG_NAME)
             anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
             with _SigintLatch() as sigint, anomaly:
                 self._train(state, sigint)
         return state["history"]
 
+    def _claim_run_dir(self, claim: contextlib.ExitStack, resume: bool) -> dict[str, Any] | None:
+        """Checks and locks the run directory; returns the checkpoint to resume from, if any."""
+        check_output_dir(self.run_dir)
+        claim.enter_context(RunLock(self.run_dir))
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        if checkpoint.exists() and not resume:
+            raise OutputDirError(
+                f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
+            )
+        return self._read_checkpoint(checkpoint) if resume and checkpoint.exists() else None
+
     def _train(self, state: dict[str, Any], sigint: _SigintLatch) -> None:
         cfg = self.config.train
         model, optimizer, noise = state["model"], state["optimizer"], state["noise"]
+        if self.ddp:  # averages the gradients over ranks; checkpoints and hooks keep the bare state["model"]
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
         model.train()
         n, bs = len(self.train_x), cfg.batch_size
         first_epoch_points = set(first_epoch_eval_steps(self.steps_per_epoch, cfg.evals_in_first_epoch))
@@ -296,34 +326,43 @@ class Trainer:
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
             order = epoch_permutation(n, cfg.seed, epoch).to(self.device)
+            batches = distributed.local_batches(order, bs, self.rank, self.world_size)
+            distributed.log_shard(self.ddp, epoch, state["step_in_epoch"], batches)
             losses = torch.zeros(self.steps_per_epoch, device=self.device)
             bar = tqdm(total=n, initial=min(state["step_in_epoch"] * bs, n), unit="img", unit_scale=True,
                        desc=f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}",
                        disable=not self.progress, leave=False, dynamic_ncols=True)
             last_checked = state["step_in_epoch"]
             for i in range(state["step_in_epoch"], self.steps_per_epoch):
-                x = self.train_x[order[i * bs : (i + 1) * bs]]
+                x = self.train_x[batches[i]]
                 if self.config.data.binarize:
                     x = torch.bernoulli(x, generator=noise)
                 logits, mu, logvar = model(x, noise)
                 beta = kl_weight(cfg.beta, cfg.warmup_epochs, state["step"], self.steps_per_epoch)
                 loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, beta,
-                                     self.config.model.gaussian_std)[0].mean()
+                                     self.config.model.gaussian_std)[0]
+                global_batch = min(bs, n - i * bs)
+                # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
+                # the gradient of the global batch's mean loss, however unevenly the batch splits.
+                loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses[i] = loss.detach()
                 state["step_in_epoch"], state["step"] = i + 1, state["step"] + 1
-                bar.update(len(x))
+                bar.update(global_batch)
                 at_eval = epoch == 0 and (i + 1) in first_epoch_points
-                if at_eval or (i + 1) % 50 == 0 or i + 1 == self.steps_per_epoch:
+                synced = at_eval or (i + 1) % 50 == 0 or i + 1 == self.steps_per_epoch
+                if synced:
                     # Host syncs only here, not every step.
+                    if self.ddp:  # every rank then checks (and shows) the global batches' mean losses
+                        distributed.mean_over_ranks(losses[last_checked : i + 1], self.ddp)
                     self._check_finite(losses, last_checked, i + 1, state)
                     bar.set_postfix(loss=f"{losses[last_checked:i + 1].mean().item():.2f}")
                     last_checked = i + 1
                 if at_eval:
                     self._evaluate(state, time.perf_counter() - session_start)
-                if sigint.raised:
+                if self._interrupted(sigint, synced):
                     self._stop_for_sigint(state, bar, session_start)
             bar.close()
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
@@ -348,11 +387,19 @@ class Trainer:
                 f"good checkpoint in {self.run_dir}, or run with --detect-anomaly to find the operation."
             )
 
+    def _interrupted(self, sigint: _SigintLatch, synced: bool) -> bool:
+        """A single process stops at the step after Ctrl-C; DDP ranks agree at the next sync point, so that
+        they stop after the same step."""
+        if self.ddp is None:
+            return sigint.raised
+        return synced and distributed.any_rank(sigint.raised, self.ddp)
+
     def _stop_for_sigint(self, state: dict[str, Any], bar: tqdm, session_start: float) -> None:
         bar.close()
         state["elapsed_s"] = time.perf_counter() - session_start
         self._save(state)
-        write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
+        if self.is_main:
+            write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
         raise Interrupted(
             f"interrupted at step {state['step']} (epoch {state['epoch'] + 1}); checkpoint saved in "
             f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
