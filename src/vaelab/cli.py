@@ -170,6 +170,10 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
             click.echo(distributed.describe(ddp, run_dir), err=True)
         if opts["resume"]:  # under torchrun rank 0 reads the saved config and every rank uses it
             config = distributed.from_main(ddp, lambda: config_for_resume(run_dir, config, _given(ctx, "epochs")))
+        if ddp and config.train.batch_size < ddp.world_size:
+            raise click.BadParameter(f"{config.train.batch_size} is the global batch, shared out among "
+                                     f"{ddp.world_size} processes; give at least one image per process.",
+                                     param_hint="--batch-size")
         history = train_one(config, run_dir, opts, ddp)
     if ddp is None or ddp.is_main:
         click.echo(summary_line(config.model.latent_dim, history))
