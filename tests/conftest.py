@@ -68,3 +68,26 @@ def page(browser):
     new_page.on("pageerror", lambda exc: new_page.errors.append(str(exc)))
     yield new_page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def serve_study(mnist, mnist_dir, tmp_path_factory) -> Path:
+    """A tiny study for `vaelab serve`: latent sizes 2 and 10 (more than the sliders shown at first),
+    one epoch each on a slice of MNIST."""
+    import json
+
+    from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from vaelab.data import Dataset, ImageSplit
+    from vaelab.training import Trainer
+
+    root = tmp_path_factory.mktemp("serve_study")
+    data = Dataset(name=mnist.name, root=mnist.root,
+                   train=ImageSplit(mnist.train.images[:1024], mnist.train.labels[:1024]),
+                   test=ImageSplit(mnist.test.images[:256], mnist.test.labels[:256]))
+    for latent_dim in (2, 10):
+        config = RunConfig(data=DataConfig(data_dir=str(mnist_dir), train_eval_size=256),
+                           model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
+                           train=TrainConfig(epochs=1, batch_size=64, lr=3e-3, device="cpu"))
+        Trainer(config, data, root / f"latent_{latent_dim}", progress=False).run()
+    (root / "study.json").write_text(json.dumps({"latent_dims": [2, 10]}))
+    return root

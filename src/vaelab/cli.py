@@ -143,6 +143,7 @@ def cli() -> None:
     \b
     vaelab study            train latent sizes 2, 4 and 16 side by side (the main job)
     vaelab train -z 8       train one latent size
+    vaelab serve runs/study explore the trained models in the browser
     Run 'vaelab COMMAND --help' for a command's options.
     """
 
@@ -229,6 +230,25 @@ def report(study_dir: Path) -> None:
     click.echo("\n".join(f"{topic}: {text}" for topic, text in built.reading))
     click.echo(f"\nwrote {built.comparison}, {built.csv.name}, {built.markdown.name}")
     click.echo(f"report: {built.html}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default lets only this machine connect.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the test images are (default: where the runs were trained from, else $VAELAB_DATA).")
+def serve(directory: Path, host: str, port: int, data_dir: str | None) -> None:
+    """Explore a trained run or a study in the browser.
+
+    DIRECTORY is a run directory (config.json + checkpoint.pt) or a study directory (latent_<z>/ runs).
+    The page decodes any latent point live, samples the prior, interpolates between test digits and
+    encodes digits you draw.
+    """
+    from .serve import serve_forever
+
+    serve_forever(directory, host, port, data_dir, echo=click.echo)
 
 
 def parse_latent_dims(text: str) -> list[int]:

@@ -1,0 +1,313 @@
+"""The model side of ``vaelab serve``: the runs of a run or study directory, loaded once at start-up,
+and the decodes, encodes and interpolations the page asks for, every input checked first.
+
+Everything is read from disk once, in ``load_explorer``: the checkpoints of the runs found under the
+directory and the test split of their data set. Requests name a run by the name it was given at
+start-up and never carry a path, so no request can make the server read a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.ndimage
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, find_checkpoint, load_checkpoint, load_model
+from .config import RunConfig
+from .data import load_dataset
+from .errors import CheckpointError, VaelabError
+from .models import VAE
+
+STUDY_FILE = "study.json"
+Z_LIMIT = 10.0  # 10 prior standard deviations: a coordinate beyond this is a mistake, not a question
+SCATTER_POINTS = 2000
+SCATTER_SEED = 0
+GALLERY_PER_CLASS = 3
+MAX_INTERPOLATION_STEPS = 32
+MAX_IMAGE_SIDE = 2048
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+INK_THRESHOLD = 0.1  # grey levels below this are paper, not ink, when finding the digit's box
+DIGIT_BOX = 20  # MNIST: the digit is scaled to fit a 20x20 box...
+CANVAS_SIDE = 28  # ...and placed in a 28x28 field
+MNIST_CENTRE = (14.0, 14.0)  # ...with its centre of mass here (measured on the MNIST test set)
+
+
+class BadInput(ValueError):
+    """A request the server refuses; the message says what was wrong and what is expected."""
+
+
+@dataclass
+class Run:
+    name: str
+    model: VAE
+    config: RunConfig
+    epochs_trained: int
+    test_loss: float | None  # -ELBO on the test set at the last evaluation, nats per image
+    test_mu: torch.Tensor  # posterior means of the whole test split, (N, latent_dim)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.model.latent_dim
+
+    def summary(self) -> dict[str, Any]:
+        m = self.config.model
+        return {"name": self.name, "latent_dim": m.latent_dim, "arch": m.arch, "likelihood": m.likelihood,
+                "epochs": self.epochs_trained, "test_loss": self.test_loss}
+
+
+@dataclass
+class Explorer:
+    runs: dict[str, Run]
+    dataset: str
+    test_images: torch.Tensor  # uint8 (N, 28, 28)
+    test_labels: torch.Tensor  # int64 (N,)
+    scatter_indices: torch.Tensor  # the test digits drawn on the 2-D plane
+    gallery_indices: torch.Tensor  # the test digits offered as thumbnails
+
+    def run(self, name: str) -> Run:
+        if name not in self.runs:
+            raise KeyError(name)
+        return self.runs[name]
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+def discover_runs(root: Path) -> dict[str, Path]:
+    """Name -> directory of every run under ``root``: ``root`` itself if it is a run, else the
+    ``latent_<z>`` runs its study.json lists (or, without one, every ``latent_<z>`` with a checkpoint)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VaelabError(f"{root}: no such directory; give a run directory or a study directory.")
+    if (root / CHECKPOINT_NAME).exists() or (root / CONFIG_NAME).exists():
+        return {root.resolve().name: root}
+    study_file = root / STUDY_FILE
+    if study_file.exists():
+        dims = read_study_dims(study_file)
+        return {f"latent_{d}": root / f"latent_{d}" for d in dims}
+    found = sorted((p for p in root.glob("latent_*") if (p / CHECKPOINT_NAME).exists()), key=_latent_order)
+    if not found:
+        raise VaelabError(
+            f"{root}: neither a run directory (with {CONFIG_NAME} and {CHECKPOINT_NAME}) nor a study directory "
+            f"(with {STUDY_FILE} and latent_<z>/ runs). Train one with 'vaelab study' or 'vaelab train'."
+        )
+    return {p.name: p for p in found}
+
+
+def read_study_dims(path: Path) -> list[int]:
+    try:
+        dims = json.loads(path.read_text())["latent_dims"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VaelabError(f"{path}: not a readable study file ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d >= 1 for d in dims):
+        raise VaelabError(f"{path}: 'latent_dims' must be a non-empty list of positive integers, got {dims!r}.")
+    return dims
+
+
+def _latent_order(path: Path) -> tuple[bool, int, str]:
+    suffix = path.name.removeprefix("latent_")
+    return (not suffix.isdigit(), int(suffix) if suffix.isdigit() else 0, path.name)
+
+
+def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Explorer:
+    """Load every run under ``root`` and the test split of their data set (``data_dir`` overrides the
+    directory the runs were trained from)."""
+    paths = discover_runs(Path(root))
+    loaded = {name: load_run_files(name, path) for name, path in paths.items()}
+    datasets = {config.data.dataset for _, config, _ in loaded.values()}
+    if len(datasets) > 1:
+        raise VaelabError(f"{root}: its runs were trained on different data sets ({sorted(datasets)}); serve one at a time.")
+    first_config = next(iter(loaded.values()))[1]
+    dataset = load_dataset(first_config.data.dataset, data_dir if data_dir is not None else first_config.data.data_dir)
+    images, labels = dataset.test.images, dataset.test.labels
+    runs = {}
+    for name, (model, config, state) in loaded.items():
+        history = state["history"]
+        runs[name] = Run(name=name, model=model, config=config, epochs_trained=int(state["epoch"]),
+                         test_loss=history[-1]["test"]["loss"] if history else None,
+                         test_mu=posterior_means(model, images))
+    return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
+                    scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels))
+
+
+def load_run_files(name: str, path: Path) -> tuple[VAE, RunConfig, dict[str, Any]]:
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: run {name} is listed but its directory is missing.")
+    model, config = load_model(path)
+    state = load_checkpoint(find_checkpoint(path))  # for how far it trained and its last test loss
+    return model, config, state
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    return torch.cat([model.encode(as_model_input(images[i : i + batch_size]))[0]
+                      for i in range(0, len(images), batch_size)])
+
+
+def as_model_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) in 0..255 -> float (N, 1, 28, 28) in [0, 1]."""
+    return torch.as_tensor(images).unsqueeze(1).float().div(255.0)
+
+
+def scatter_subset(n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SCATTER_SEED))[: min(n, SCATTER_POINTS)]
+
+
+def gallery_subset(labels: torch.Tensor) -> torch.Tensor:
+    """The first few test digits of each class, class by class."""
+    picks = [torch.nonzero(labels == c).flatten()[:GALLERY_PER_CLASS] for c in range(int(labels.max()) + 1)]
+    return torch.cat(picks)
+
+
+# --- checking what a request sends -----------------------------------------------------------------
+
+
+def latent_vector(value: Any, latent_dim: int, field: str = "z") -> torch.Tensor:
+    """A request's latent point as a (1, latent_dim) tensor, or BadInput saying what is wrong with it."""
+    if not isinstance(value, list):
+        raise BadInput(f"'{field}' must be a list of {latent_dim} numbers, got {type(value).__name__}.")
+    if len(value) != latent_dim:
+        raise BadInput(f"'{field}' must have {latent_dim} numbers (the run's latent size), got {len(value)}.")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise BadInput(f"'{field}' must hold only numbers.")
+    z = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(z).all():
+        raise BadInput(f"'{field}' holds NaN or infinite values.")
+    if np.abs(z).max() > Z_LIMIT:
+        raise BadInput(f"'{field}' has a coordinate of magnitude {np.abs(z).max():.3g}; coordinates must lie in "
+                       f"[-{Z_LIMIT:g}, {Z_LIMIT:g}] (the prior is a standard normal).")
+    return torch.from_numpy(z).float().unsqueeze(0)
+
+
+def bounded_int(value: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadInput(f"'{field}' must be an integer, got {type(value).__name__}.")
+    if not low <= value <= high:
+        raise BadInput(f"'{field}' must be between {low} and {high}, got {value}.")
+    return value
+
+
+def decode_image_data(data: Any) -> Image.Image:
+    """A base64 image (a data: URL as canvas.toDataURL gives, or bare base64) as a loaded Pillow image."""
+    if not isinstance(data, str):
+        raise BadInput("'image' must be a base64 string (a data:image/png;base64,... URL).")
+    if data.startswith("data:"):
+        header, _, data = data.partition(",")
+        if not header.endswith(";base64"):
+            raise BadInput("'image' is a data URL without base64 content.")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput("'image' is not valid base64.") from None
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise BadInput("'image' is not a readable image.") from None
+    if image.format not in IMAGE_FORMATS:
+        raise BadInput(f"'image' is a {image.format} image; send {', '.join(IMAGE_FORMATS)}.")
+    if max(image.size) > MAX_IMAGE_SIDE or min(image.size) < 8:
+        raise BadInput(f"'image' is {image.size[0]}x{image.size[1]} pixels; each side must be 8 to {MAX_IMAGE_SIDE}.")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's ways of saying truncated or corrupt
+        raise BadInput(f"'image' is a damaged {image.format} file ({exc}).") from None
+    return image
+
+
+# --- MNIST-style preprocessing of a drawn digit --------------------------------------------------
+
+
+def ink_levels(image: Image.Image) -> np.ndarray:
+    """Grey levels in [0, 1] with ink bright and paper dark, as in MNIST. Transparent pixels are paper;
+    a light page with dark ink (the usual look of a photo or scan) is inverted."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(paper, rgba)
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return 1.0 - grey if np.median(border) > 0.5 else grey
+
+
+def mnist_style(image: Image.Image) -> np.ndarray:
+    """A drawing as MNIST presents digits: cropped to its ink, scaled (aspect kept, anti-aliased) to fit
+    a 20x20 box, placed in a 28x28 field with its centre of mass at the centre. uint8 (28, 28)."""
+    ink = ink_levels(image)
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    if rows.size == 0:
+        raise BadInput("'image' is blank: there is no ink to encode.")
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = crop.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # BOX averages every source pixel a target pixel covers: the anti-aliasing a downscale needs.
+    small = Image.fromarray(np.uint8(np.clip(crop * 255.0 + 0.5, 0, 255))).resize(size, Image.Resampling.BOX)
+    field = np.zeros((CANVAS_SIDE, CANVAS_SIDE), dtype=np.float32)
+    top, left = (CANVAS_SIDE - size[1]) // 2, (CANVAS_SIDE - size[0]) // 2
+    field[top : top + size[1], left : left + size[0]] = np.asarray(small, dtype=np.float32)
+    centre = scipy.ndimage.center_of_mass(field)
+    shift = np.round(np.subtract(MNIST_CENTRE, centre))
+    centred = scipy.ndimage.shift(field, shift, order=0, mode="constant", cval=0.0)
+    return np.uint8(np.clip(centred, 0, 255))
+
+
+# --- what the page asks of a model ----------------------------------------------------------------
+
+
+def as_pixels(images: torch.Tensor) -> np.ndarray:
+    """Decoder means in [0, 1] -> uint8 (N, 28, 28)."""
+    return (images.squeeze(1).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def decode(run: Run, z: torch.Tensor) -> np.ndarray:
+    """Decoder means of latent points (N, latent_dim) as uint8 images (N, 28, 28)."""
+    return as_pixels(torch.sigmoid(run.model.decode(z)))
+
+
+@torch.no_grad()
+def encode_digit(run: Run, digit: np.ndarray) -> dict[str, np.ndarray]:
+    """Posterior mean and standard deviation of a uint8 (28, 28) digit, and its reconstruction at the mean."""
+    mu, logvar = run.model.encode(as_model_input(digit[None]))
+    return {"mu": mu[0].numpy(), "std": torch.exp(0.5 * logvar)[0].numpy(), "reconstruction": decode(run, mu)[0]}
+
+
+def interpolation_path(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced points on the straight segment from ``start`` to ``end``, both included."""
+    t = torch.linspace(0.0, 1.0, steps).unsqueeze(1)
+    return (1.0 - t) * start + t * end
+
+
+def prior_sample(latent_dim: int, seed: int | None) -> torch.Tensor:
+    """One z ~ N(0, I), clipped to the accepted range (which a draw leaves with probability < 1e-22)."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return torch.randn((1, latent_dim), generator=generator).clamp(-Z_LIMIT, Z_LIMIT)
+
+
+def scatter_bounds(points: torch.Tensor) -> list[float]:
+    """[xmin, xmax, ymin, ymax] of the plane: the points' range padded by 8%, covering at least +-3 (the
+    prior's bulk) and at most the accepted range."""
+    low, high = points.min(0).values, points.max(0).values
+    pad = 0.08 * (high - low)
+    low = torch.clamp(torch.minimum(low - pad, torch.tensor(-3.0)), min=-Z_LIMIT)
+    high = torch.clamp(torch.maximum(high + pad, torch.tensor(3.0)), max=Z_LIMIT)
+    return [float(low[0]), float(high[0]), float(low[1]), float(high[1])]
+
+
+def rounded(values: Sequence[float] | np.ndarray | torch.Tensor, digits: int = 4) -> list[float]:
+    return [round(float(v), digits) for v in np.asarray(values).ravel()]

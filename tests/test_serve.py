@@ -1,0 +1,370 @@
+"""`vaelab serve`: the JSON API in-process (Flask's test client), the command line, and the page itself in
+headless Chromium against the real waitress server."""
+
+import base64
+import io
+import json
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from vaelab.checkpoint import load_model
+from vaelab.cli import cli
+from vaelab.errors import VaelabError
+from vaelab.explorer import Z_LIMIT, load_explorer
+from vaelab.serve import MAX_REQUEST_BYTES, create_app, make_server
+
+STATIC = Path(__file__).resolve().parents[1] / "src" / "vaelab" / "static"
+
+
+@pytest.fixture(scope="session")
+def explorer(serve_study):
+    return load_explorer(serve_study)
+
+
+@pytest.fixture(scope="session")
+def client(explorer):
+    return create_app(explorer).test_client()
+
+
+@pytest.fixture(scope="session")
+def reference(serve_study, mnist):
+    """The trained models and test images loaded independently of the server, to check its answers."""
+    models = {name: load_model(serve_study / name)[0] for name in ("latent_2", "latent_10")}
+    images = mnist.test.images.unsqueeze(1).float() / 255.0
+    return models, images
+
+
+def expected_pixels(model, z: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return (torch.sigmoid(model.decode(z)) * 255).numpy().reshape(len(z), -1)
+
+
+def png_data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def error_of(response, status: int) -> str:
+    assert response.status_code == status, response.get_data(as_text=True)
+    return response.get_json()["error"]
+
+
+# --- the API ------------------------------------------------------------------------------------------
+
+
+def test_runs_lists_the_study_in_order_with_what_the_page_needs(client):
+    body = client.get("/api/runs").get_json()
+    assert [r["name"] for r in body["runs"]] == ["latent_2", "latent_10"]
+    assert [r["latent_dim"] for r in body["runs"]] == [2, 10]
+    assert body["runs"][0]["epochs"] == 1 and body["runs"][0]["test_loss"] > 0
+    assert body["dataset"] == "mnist" and body["test_size"] == 10_000 and body["z_limit"] == Z_LIMIT
+
+
+def test_the_page_and_its_assets_are_served_and_reference_nothing_outside(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b"explorer.js" in page.data and b"explorer.css" in page.data
+    for name in ("explorer.js", "explorer.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    for path in STATIC.iterdir():
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), f"{path.name} links outside"
+    assert client.get("/static/../explorer.py").status_code == 404
+    assert client.get("/static/%2e%2e/explorer.py").status_code == 404
+
+
+def test_digits_are_the_first_test_digits_of_each_class(client, mnist):
+    digits = client.get("/api/digits").get_json()["digits"]
+    assert [d["label"] for d in digits] == [c for c in range(10) for _ in range(3)]
+    for d in digits:
+        assert mnist.test.labels[d["index"]] == d["label"]
+        assert np.array_equal(np.array(d["pixels"]), mnist.test.images[d["index"]].numpy().ravel())
+    first_sevens = [int(i) for i in torch.nonzero(mnist.test.labels == 7).flatten()[:3]]
+    assert [d["index"] for d in digits if d["label"] == 7] == first_sevens
+
+
+def test_plane_holds_posterior_means_of_test_digits(client, reference):
+    models, images = reference
+    body = client.get("/api/runs/latent_2/plane").get_json()
+    assert body["dims"] == [0, 1] and len(body["x"]) == len(body["labels"]) == 2000
+    with torch.no_grad():
+        mu = models["latent_2"].encode(images[body["indices"]])[0].numpy()
+    assert np.allclose(body["x"], mu[:, 0], atol=1e-3) and np.allclose(body["y"], mu[:, 1], atol=1e-3)
+    x0, x1, y0, y1 = body["bounds"]
+    assert x0 <= min(body["x"]) and max(body["x"]) <= x1 and y0 <= min(body["y"]) and max(body["y"]) <= y1
+    slice_ = client.get("/api/runs/latent_10/plane?x=3&y=7").get_json()
+    with torch.no_grad():
+        mu10 = models["latent_10"].encode(images[slice_["indices"]])[0].numpy()
+    assert slice_["dims"] == [3, 7] and np.allclose(slice_["y"], mu10[:, 7], atol=1e-3)
+
+
+@pytest.mark.parametrize("query, complaint", [("x=1&y=1", "different"), ("x=10", "between 0 and 9"),
+                                              ("y=-1", "between 0 and 9"), ("x=abc", "integer")])
+def test_plane_refuses_bad_dimensions(client, query, complaint):
+    assert complaint in error_of(client.get(f"/api/runs/latent_10/plane?{query}"), 400)
+
+
+def test_digit_gives_its_posterior_mean(client, reference, mnist):
+    models, images = reference
+    body = client.get("/api/runs/latent_10/digits/1234").get_json()
+    with torch.no_grad():
+        mu = models["latent_10"].encode(images[1234:1235])[0][0].numpy()
+    assert body["label"] == int(mnist.test.labels[1234]) and np.allclose(body["mu"], mu, atol=1e-4)
+    assert np.array_equal(body["pixels"], mnist.test.images[1234].numpy().ravel())
+
+
+def test_unknown_runs_and_digits_are_404_with_a_message(client):
+    assert "latent_2, latent_10" in error_of(client.get("/api/runs/latent_3/digits/0"), 404)
+    assert error_of(client.post("/api/runs/..%2f..%2fetc/decode", json={"z": [0, 0]}), 404)
+    assert "0 to 9999" in error_of(client.get("/api/runs/latent_2/digits/10000"), 404)
+    assert error_of(client.get("/api/runs/latent_2/digits/-1"), 404)
+    assert error_of(client.get("/api/nothing"), 404)
+    assert error_of(client.get("/api/runs/latent_2/decode"), 405)
+
+
+def test_decode_matches_the_decoder_and_reports_its_time(client, reference):
+    models, _ = reference
+    z = [0.31, -1.2]
+    response = client.post("/api/runs/latent_2/decode", json={"z": z})
+    body = response.get_json()
+    assert np.abs(np.array(body["pixels"]) - expected_pixels(models["latent_2"], torch.tensor([z]))[0]).max() <= 1
+    assert body["decode_ms"] >= 0 and response.headers["Server-Timing"].startswith("decode;dur=")
+    other = client.post("/api/runs/latent_2/decode", json={"z": [2.5, 2.5]}).get_json()["pixels"]
+    assert other != body["pixels"]
+
+
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ("{}", "'z' must be a list of 2 numbers"),
+        ('{"z": [1]}', "must have 2 numbers"),
+        ('{"z": [1, 2, 3]}', "must have 2 numbers"),
+        ('{"z": "0,0"}', "must be a list"),
+        ('{"z": [0, "1"]}', "only numbers"),
+        ('{"z": [0, null]}', "only numbers"),
+        ('{"z": [NaN, 0]}', "NaN or infinite"),
+        ('{"z": [0, Infinity]}', "NaN or infinite"),
+        ('{"z": [0, -1e400]}', "NaN or infinite"),
+        ('{"z": [0, 10.5]}', "magnitude"),
+        ('{"z": [1e30, 0]}', "magnitude"),
+        ("[0, 0]", "JSON object"),
+        ("{z: [0, 0]}", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_decode_refuses_bad_points_with_400_and_a_message(client, body, complaint):
+    response = client.post("/api/runs/latent_2/decode", data=body, content_type="application/json")
+    assert complaint in error_of(response, 400)
+
+
+def test_oversized_requests_are_refused(client):
+    response = client.post("/api/runs/latent_2/encode", data=b"x" * (MAX_REQUEST_BYTES + 1),
+                           content_type="application/json")
+    assert error_of(response, 413)
+
+
+def test_sample_draws_from_the_prior_reproducibly(client, reference):
+    models, _ = reference
+    first = client.post("/api/runs/latent_10/sample", json={"seed": 5}).get_json()
+    again = client.post("/api/runs/latent_10/sample", json={"seed": 5}).get_json()
+    assert first == again and len(first["z"]) == 10
+    expected_z = torch.randn((1, 10), generator=torch.Generator().manual_seed(5))
+    assert np.allclose(first["z"], expected_z[0].numpy(), atol=1e-4)
+    assert np.abs(np.array(first["pixels"]) - expected_pixels(models["latent_10"], expected_z)[0]).max() <= 1
+    unseeded = [client.post("/api/runs/latent_10/sample", json={}).get_json()["z"] for _ in range(2)]
+    assert unseeded[0] != unseeded[1]
+    assert "'seed'" in error_of(client.post("/api/runs/latent_10/sample", json={"seed": "x"}), 400)
+    assert "'seed'" in error_of(client.post("/api/runs/latent_10/sample", json={"seed": -3}), 400)
+
+
+def test_interpolate_decodes_the_straight_line_between_two_means(client, reference):
+    models, images = reference
+    body = client.post("/api/runs/latent_10/interpolate", json={"a": 3, "b": 17, "steps": 6}).get_json()
+    with torch.no_grad():
+        mu = models["latent_10"].encode(images[[3, 17]])[0]
+    z = torch.tensor(body["z"])
+    expected = torch.stack([mu[0] + t * (mu[1] - mu[0]) for t in np.linspace(0, 1, 6)])
+    assert z.shape == (6, 10) and torch.allclose(z, expected, atol=1e-4)
+    assert len(body["images"]) == 6
+    assert np.abs(np.array(body["images"]) - expected_pixels(models["latent_10"], expected)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ({"a": 3}, "'b' must be an integer"),
+        ({"a": -1, "b": 2}, "'a' must be between 0 and 9999"),
+        ({"a": 1, "b": 10_000}, "'b' must be between 0 and 9999"),
+        ({"a": 1.5, "b": 2}, "'a' must be an integer"),
+        ({"a": 1, "b": 2, "steps": 1}, "'steps' must be between 2 and 32"),
+        ({"a": 1, "b": 2, "steps": 10_000}, "'steps' must be between 2 and 32"),
+        ({"a": 1, "b": 2, "steps": "ten"}, "'steps' must be an integer"),
+    ],
+)
+def test_interpolate_refuses_bad_requests(client, body, complaint):
+    assert complaint in error_of(client.post("/api/runs/latent_2/interpolate", json=body), 400)
+
+
+def test_encode_a_drawing_of_a_test_digit_finds_it(client, reference, mnist):
+    models, images = reference
+    digit = mnist.test.images[0].numpy()
+    drawing = Image.fromarray(digit).resize((280, 280), Image.Resampling.BILINEAR)
+    body = client.post("/api/runs/latent_2/encode", json={"image": png_data_url(drawing)}).get_json()
+    seen = np.array(body["input"])
+    assert np.corrcoef(seen, digit.ravel())[0, 1] > 0.9
+    with torch.no_grad():
+        mu, logvar = models["latent_2"].encode(torch.tensor(seen, dtype=torch.float32).view(1, 1, 28, 28) / 255)
+    assert np.allclose(body["mu"], mu[0].numpy(), atol=1e-4)
+    assert np.allclose(body["std"], torch.exp(0.5 * logvar)[0].numpy(), atol=1e-4)
+    assert np.abs(np.array(body["reconstruction"]) - expected_pixels(models["latent_2"], mu)[0]).max() <= 1
+
+
+def blank_png() -> str:
+    return png_data_url(Image.new("L", (64, 64)))
+
+
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ({}, "'image' must be a base64 string"),
+        ({"image": [0] * 784}, "'image' must be a base64 string"),
+        ({"image": "data:image/png;base64,@@@"}, "not valid base64"),
+        ({"image": base64.b64encode(b"GIF89a not really").decode()}, "not a readable image"),
+        ({"image": "BLANK"}, "blank"),
+    ],
+)
+def test_encode_refuses_malformed_images(client, body, complaint):
+    if body.get("image") == "BLANK":
+        body = {"image": blank_png()}
+    assert complaint in error_of(client.post("/api/runs/latent_10/encode", json=body), 400)
+
+
+# --- the command line and the server ------------------------------------------------------------
+
+
+def test_serve_refuses_what_is_not_a_run_with_a_clear_message(tmp_path, serve_study):
+    missing = CliRunner().invoke(cli, ["serve", str(tmp_path / "absent")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    empty = CliRunner().invoke(cli, ["serve", str(tmp_path)])
+    assert empty.exit_code == 1 and "neither a run directory" in empty.output and "Traceback" not in empty.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((serve_study / "latent_2" / "config.json").read_text())
+    (broken / "checkpoint.pt").write_text("not a checkpoint")
+    result = CliRunner().invoke(cli, ["serve", str(broken)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in message and "Traceback" not in message
+    assert "--port" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+def test_a_port_in_use_is_a_clear_error(explorer):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(VaelabError, match="--port"):
+            make_server(create_app(explorer), "127.0.0.1", taken.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(explorer):
+    """The real waitress server on a free loopback port, in a thread. Ask for it before ``page`` so the
+    browser hangs up first and the server's loop, left with no connections, ends at once."""
+    server = make_server(create_app(explorer), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+
+def image_of(page, canvas_id: str) -> str:
+    return page.evaluate(f"document.getElementById('{canvas_id}').toDataURL()")
+
+
+def wait_for_new_image(page, canvas_id: str, before: str) -> str:
+    page.wait_for_function(f"document.getElementById('{canvas_id}').toDataURL() !== {json.dumps(before)}",
+                           timeout=10_000)
+    return image_of(page, canvas_id)
+
+
+def drag(page, selector: str, points: list[tuple[float, float]]) -> None:
+    """Press at the first point (fractions of the element's box), move through the rest, release."""
+    box = page.locator(selector).bounding_box()
+    at = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for point in at[1:]:
+        page.mouse.move(*point, steps=6)
+    page.mouse.up()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    target = os.environ.get("VAELAB_SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / name), full_page=True)
+
+
+def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path):
+    page.goto(live_server)
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    assert page.locator("#runs button").all_inner_texts() == ["latent 2", "latent 10"]
+    assert page.locator("#strip canvas").count() == 10
+    page.wait_for_function("Number(document.getElementById('decoded').dataset.decodes) >= 1")
+
+    # Dragging on the 2-D plane decodes the points under the pointer.
+    decoded = image_of(page, "decoded")
+    drag(page, "#plane", [(0.2, 0.2), (0.5, 0.5), (0.85, 0.8)])
+    decoded = wait_for_new_image(page, "decoded", decoded)
+    slider_values = page.locator("#sliders input").evaluate_all("inputs => inputs.map(i => Number(i.value))")
+    assert slider_values[0] > 0 and slider_values[1] < 0  # bottom-right of the plane: z1 up, z2 down
+
+    # Moving a slider decodes too.
+    slider = page.locator("#sliders input").first
+    slider.focus()
+    for _ in range(3):
+        page.keyboard.press("PageDown")
+    decoded = wait_for_new_image(page, "decoded", decoded)
+
+    # Sampling from the prior and resetting to a test digit move the point.
+    page.click("#sample")
+    decoded = wait_for_new_image(page, "decoded", decoded)
+    page.locator("#gallery canvas").nth(12).click()
+    assert page.locator("#gallery canvas.selected").count() == 1
+    decoded = wait_for_new_image(page, "decoded", decoded)
+
+    # A drawing is encoded: the model's input, a reconstruction and the posterior chart appear.
+    blank = image_of(page, "drawn-recon")
+    drag(page, "#draw", [(0.35, 0.2), (0.65, 0.2), (0.5, 0.5), (0.4, 0.85)])  # a 7
+    page.wait_for_function("Number(document.getElementById('drawn-recon').dataset.encodes) >= 1")
+    assert wait_for_new_image(page, "drawn-recon", blank) != blank
+    page.click("#explore-drawn")
+    decoded = wait_for_new_image(page, "decoded", decoded)
+
+    # Switching to the 10-D run: ten sliders, eight shown until "Show all", and the plane becomes a slice.
+    page.click("#runs button[data-run='latent_10']")
+    page.wait_for_selector("body[data-run='latent_10']")
+    assert page.locator("#sliders input").count() == 10 and page.locator("#sliders input:visible").count() == 8
+    page.click("#toggle-all")
+    assert page.locator("#sliders input:visible").count() == 10
+    assert page.inner_text("#plane-title") == "Latent slice"
+    decoded = image_of(page, "decoded")
+    drag(page, "#plane", [(0.3, 0.3), (0.7, 0.6)])
+    wait_for_new_image(page, "decoded", decoded)
+    page.wait_for_timeout(300)  # let the last replies land before the screenshot
+    save_screenshot(page, tmp_path, "serve.png")
+    assert page.errors == []
+    assert page.locator("#toast").is_hidden()
