@@ -85,9 +85,9 @@ def serve_study(mnist, mnist_dir, tmp_path_factory) -> Path:
                    train=ImageSplit(mnist.train.images[:1024], mnist.train.labels[:1024]),
                    test=ImageSplit(mnist.test.images[:256], mnist.test.labels[:256]))
     for latent_dim in (2, 10):
-        config = RunConfig(data=DataConfig(data_dir=str(mnist_dir), train_eval_size=256),
+        config = RunConfig(data=DataConfig(data_dir=str(mnist_dir), train_eval_size=128),
                            model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
-                           train=TrainConfig(epochs=1, batch_size=64, lr=3e-3, device="cpu"))
+                           train=TrainConfig(epochs=1, batch_size=64, lr=3e-3, device="cpu", evals_in_first_epoch=1))
         Trainer(config, data, root / f"latent_{latent_dim}", progress=False).run()
     (root / "study.json").write_text(json.dumps({"latent_dims": [2, 10]}))
     return root

@@ -14,6 +14,7 @@ from PIL import Image
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.explorer import (
     BadInput,
+    Run,
     Z_LIMIT,
     decode_image_data,
     discover_runs,
@@ -129,6 +130,15 @@ def test_latent_vector_refuses_bad_points(value, complaint):
 def test_latent_vector_accepts_points_up_to_the_limit():
     z = latent_vector([-Z_LIMIT, 3], 2)
     assert z.shape == (1, 2) and z.dtype == torch.float32 and z.tolist() == [[-Z_LIMIT, 3.0]]
+
+
+def test_the_accepted_range_widens_to_reach_every_test_digit():
+    def limit_for(extent: float) -> float:
+        return Run(name="r", model=None, config=None, epochs_trained=1, test_loss=None,
+                   test_mu=torch.tensor([[0.5, -extent], [1.0, 0.0]])).z_limit
+
+    assert limit_for(3.0) == Z_LIMIT and limit_for(7.9) == Z_LIMIT
+    assert limit_for(12.0) == 15.0  # 1.25 x the farthest test mean, rounded up
 
 
 def test_interpolation_path_is_evenly_spaced_on_the_segment():

@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from .errors import CheckpointError, VaelabError
 from .models import VAE
 
 STUDY_FILE = "study.json"
-Z_LIMIT = 10.0  # 10 prior standard deviations: a coordinate beyond this is a mistake, not a question
+Z_LIMIT = 10.0  # 10 prior standard deviations: a coordinate beyond this is a mistake, not a question...
+LIMIT_MARGIN = 1.25  # ...unless the run's own test posterior means reach further (a beta=0 or young run)
 SCATTER_POINTS = 2000
 SCATTER_SEED = 0
 GALLERY_PER_CLASS = 3
@@ -60,10 +62,22 @@ class Run:
     def latent_dim(self) -> int:
         return self.config.model.latent_dim
 
+    @property
+    def mean_extent(self) -> float:
+        """The largest coordinate magnitude of a test posterior mean."""
+        return float(self.test_mu.abs().max())
+
+    @property
+    def z_limit(self) -> float:
+        """Requests may ask for coordinates in [-z_limit, z_limit]: wherever the test digits lie, and the
+        prior's range."""
+        return max(Z_LIMIT, float(math.ceil(LIMIT_MARGIN * self.mean_extent)))
+
     def summary(self) -> dict[str, Any]:
         m = self.config.model
         return {"name": self.name, "latent_dim": m.latent_dim, "arch": m.arch, "likelihood": m.likelihood,
-                "epochs": self.epochs_trained, "test_loss": self.test_loss}
+                "epochs": self.epochs_trained, "test_loss": self.test_loss, "z_limit": self.z_limit,
+                "mean_extent": round(self.mean_extent, 3)}
 
 
 @dataclass
@@ -173,7 +187,7 @@ def gallery_subset(labels: torch.Tensor) -> torch.Tensor:
 # --- checking what a request sends -----------------------------------------------------------------
 
 
-def latent_vector(value: Any, latent_dim: int, field: str = "z") -> torch.Tensor:
+def latent_vector(value: Any, latent_dim: int, limit: float = Z_LIMIT, field: str = "z") -> torch.Tensor:
     """A request's latent point as a (1, latent_dim) tensor, or BadInput saying what is wrong with it."""
     if not isinstance(value, list):
         raise BadInput(f"'{field}' must be a list of {latent_dim} numbers, got {type(value).__name__}.")
@@ -184,9 +198,9 @@ def latent_vector(value: Any, latent_dim: int, field: str = "z") -> torch.Tensor
     z = np.asarray(value, dtype=np.float64)
     if not np.isfinite(z).all():
         raise BadInput(f"'{field}' holds NaN or infinite values.")
-    if np.abs(z).max() > Z_LIMIT:
+    if np.abs(z).max() > limit:
         raise BadInput(f"'{field}' has a coordinate of magnitude {np.abs(z).max():.3g}; coordinates must lie in "
-                       f"[-{Z_LIMIT:g}, {Z_LIMIT:g}] (the prior is a standard normal).")
+                       f"[-{limit:g}, {limit:g}] (the prior is a standard normal).")
     return torch.from_numpy(z).float().unsqueeze(0)
 
 
@@ -299,13 +313,13 @@ def prior_sample(latent_dim: int, seed: int | None) -> torch.Tensor:
     return torch.randn((1, latent_dim), generator=generator).clamp(-Z_LIMIT, Z_LIMIT)
 
 
-def scatter_bounds(points: torch.Tensor) -> list[float]:
+def scatter_bounds(points: torch.Tensor, limit: float = Z_LIMIT) -> list[float]:
     """[xmin, xmax, ymin, ymax] of the plane: the points' range padded by 8%, covering at least +-3 (the
     prior's bulk) and at most the accepted range."""
     low, high = points.min(0).values, points.max(0).values
     pad = 0.08 * (high - low)
-    low = torch.clamp(torch.minimum(low - pad, torch.tensor(-3.0)), min=-Z_LIMIT)
-    high = torch.clamp(torch.maximum(high + pad, torch.tensor(3.0)), max=Z_LIMIT)
+    low = torch.clamp(torch.minimum(low - pad, torch.tensor(-3.0)), min=-limit)
+    high = torch.clamp(torch.maximum(high + pad, torch.tensor(3.0)), max=limit)
     return [float(low[0]), float(high[0]), float(low[1]), float(high[1])]
 
 

@@ -4,7 +4,7 @@ A Flask app (JSON API + one static page, no external assets) served by waitress.
 shows comes from an ``Explorer`` loaded once at start-up; requests name runs, never paths.
 
 API (every error is JSON ``{"error": message}`` with a 4xx status):
-  GET  /api/runs                        the runs, the data set, the accepted range of z
+  GET  /api/runs                        the runs (with the range of z each accepts), the data set
   GET  /api/digits                      the gallery of test digits (index, label, pixels)
   GET  /api/runs/<run>/plane?x=0&y=1    test posterior means of a subset on two dimensions, labels, bounds
   GET  /api/runs/<run>/digits/<index>   a test digit's posterior mean and its pixels
@@ -32,7 +32,6 @@ from werkzeug.exceptions import HTTPException, NotFound
 from .errors import VaelabError
 from .explorer import (
     MAX_INTERPOLATION_STEPS,
-    Z_LIMIT,
     BadInput,
     Explorer,
     Run,
@@ -85,7 +84,7 @@ def create_app(explorer: Explorer) -> Flask:
 
     @app.get("/api/runs")
     def runs() -> Response:
-        return jsonify(dataset=explorer.dataset, test_size=len(explorer.test_labels), z_limit=Z_LIMIT,
+        return jsonify(dataset=explorer.dataset, test_size=len(explorer.test_labels),
                        max_interpolation_steps=MAX_INTERPOLATION_STEPS,
                        runs=[run.summary() for run in explorer.runs.values()])
 
@@ -106,7 +105,7 @@ def create_app(explorer: Explorer) -> Flask:
         points = run.test_mu[explorer.scatter_indices][:, [x, y]]
         return jsonify(dims=[x, y], x=rounded(points[:, 0]), y=rounded(points[:, 1]),
                        labels=explorer.test_labels[explorer.scatter_indices].tolist(),
-                       indices=explorer.scatter_indices.tolist(), bounds=scatter_bounds(points))
+                       indices=explorer.scatter_indices.tolist(), bounds=scatter_bounds(points, run.z_limit))
 
     @app.get("/api/runs/<name>/digits/<int:index>")
     def digit(name: str, index: int) -> Response:
@@ -120,7 +119,7 @@ def create_app(explorer: Explorer) -> Flask:
     @app.post("/api/runs/<name>/decode")
     def decode_point(name: str) -> Response:
         run = find_run(name)
-        z = latent_vector(json_body().get("z"), run.latent_dim)
+        z = latent_vector(json_body().get("z"), run.latent_dim, run.z_limit)
         start = time.perf_counter()
         image = decode(run, z)[0]
         decode_ms = (time.perf_counter() - start) * 1000.0

@@ -4,7 +4,7 @@
 // the interpolation strip and the drawing canvas all just move it.
 
 const COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#8c8c8c"];
-const SLIDER_RANGE = 4; // sliders span +-4 prior standard deviations; larger values still show as numbers
+const SLIDER_RANGE = 4; // sliders span +-4 prior standard deviations, or as far as the test digits lie
 const SLIDERS_SHOWN = 8; // beyond this many dimensions, the rest hide behind "Show all"
 const PLANE_PAD = { left: 36, right: 12, top: 12, bottom: 30 };
 const $ = (id) => document.getElementById(id);
@@ -270,7 +270,7 @@ function planePointer(event) {
   const g = planeGeometry(state.plane, canvas);
   const px = event.offsetX * canvas.width / canvas.clientWidth;
   const py = event.offsetY * canvas.height / canvas.clientHeight;
-  const limit = state.meta.z_limit;
+  const limit = state.run.z_limit;
   const clamp = (v, lo, hi) => Math.min(Math.max(v, lo, -limit), hi, limit);
   const [x, y] = g.toZ(px, py);
   const z = state.z.slice();
@@ -312,12 +312,13 @@ function buildSliders() {
   const box = $("sliders");
   box.replaceChildren();
   const dims = state.run.latent_dim;
+  const range = Math.min(state.run.z_limit, Math.max(SLIDER_RANGE, Math.ceil(state.run.mean_extent)));
   for (let i = 0; i < dims; i++) {
     const row = document.createElement("label");
     row.className = "slider";
     row.hidden = !state.showAll && i >= SLIDERS_SHOWN;
     row.innerHTML = `<span class="name">z${i + 1}</span>` +
-      `<input type="range" min="${-SLIDER_RANGE}" max="${SLIDER_RANGE}" step="0.01" value="0" aria-label="z${i + 1}">` +
+      `<input type="range" min="${-range}" max="${range}" step="0.01" value="0" aria-label="z${i + 1}">` +
       `<span class="value">0.00</span>`;
     row.querySelector("input").addEventListener("input", (event) => {
       state.z[i] = Number(event.target.value);
