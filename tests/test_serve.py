@@ -304,6 +304,7 @@ def wait_for_new_image(page, canvas_id: str, before: str) -> str:
 
 def drag(page, selector: str, points: list[tuple[float, float]]) -> None:
     """Press at the first point (fractions of the element's box), move through the rest, release."""
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector).bounding_box()
     at = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     page.mouse.move(*at[0])
@@ -325,7 +326,11 @@ def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path
     page.goto(live_server)
     page.wait_for_selector("body[data-ready='1']", timeout=20_000)
     assert page.locator("#runs button").all_inner_texts() == ["latent 2", "latent 10"]
-    assert page.locator("#strip canvas").count() == 10
+    steps = int(page.input_value("#steps"))
+    assert page.locator("#strip canvas").count() == steps
+    page.focus("#steps")
+    page.keyboard.press("ArrowLeft")  # one step fewer: the strip is decoded again
+    page.wait_for_function(f"document.querySelectorAll('#strip canvas').length === {steps - 1}")
     page.wait_for_function("Number(document.getElementById('decoded').dataset.decodes) >= 1")
 
     # Dragging on the 2-D plane decodes the points under the pointer.

@@ -151,6 +151,7 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
         runs[name] = Run(name=name, model=model, config=config, epochs_trained=int(state["epoch"]),
                          test_loss=history[-1]["test"]["loss"] if history else None,
                          test_mu=posterior_means(model, images))
+        decode(runs[name], torch.zeros(1, config.model.latent_dim))  # pay one-time set-up costs now, not on a click
     return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
                     scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels))
 

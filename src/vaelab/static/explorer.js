@@ -230,6 +230,13 @@ function renderScatter(plane, canvas) {
   ctx.rotate(-Math.PI / 2);
   ctx.fillText(`z${dy + 1}`, 0, 0);
   ctx.restore();
+  // The prior's 1- and 2-sigma circles: where a standard normal puts 39% and 86% of its mass in 2-D.
+  const [ox, oy] = g.toPx(0, 0);
+  const unit = g.toPx(1, 0)[0] - ox;
+  ctx.strokeStyle = "#a9adbf";
+  ctx.setLineDash([3, 4]);
+  for (const r of [1, 2]) { ctx.beginPath(); ctx.arc(ox, oy, r * unit, 0, 2 * Math.PI); ctx.stroke(); }
+  ctx.setLineDash([]);
   ctx.globalAlpha = 0.6;
   for (let i = 0; i < plane.x.length; i++) {
     const [px, py] = g.toPx(plane.x[i], plane.y[i]);
@@ -422,6 +429,7 @@ const encodeDrawing = async () => {
   drawPixels($("drawn-input"), data.input);
   drawPixels($("drawn-recon"), data.reconstruction);
   drawPosterior(data.mu, data.std);
+  showPosteriorValues(data.mu, data.std);
   state.drawnMu = data.mu;
   $("explore-drawn").disabled = false;
   bump($("drawn-recon"), "encodes");
@@ -440,6 +448,7 @@ function clearDrawing() {
   }
   state.hasInk = false;
   state.drawnMu = null;
+  showPosteriorValues(null, null);
   $("explore-drawn").disabled = true;
   drawPosterior(null, null);
 }
@@ -482,21 +491,34 @@ function wireDrawing() {
   $("explore-drawn").addEventListener("click", () => { if (state.drawnMu) setZ(state.drawnMu); });
 }
 
+// A few dimensions fit as numbers too, which shows how small a confident posterior's spread is.
+function showPosteriorValues(mu, std) {
+  const box = $("posterior-values");
+  box.replaceChildren();
+  if (!mu || mu.length > 4) return;
+  mu.forEach((m, i) => {
+    const line = document.createElement("div");
+    line.innerHTML = `<span>z${i + 1}</span> ${m >= 0 ? "&nbsp;" : "−"}${Math.abs(m).toFixed(2)} <span>±</span> ${std[i].toFixed(2)}`;
+    box.append(line);
+  });
+}
+
 // Posterior mean (dot) and +-1 std (bar) per dimension, over the prior's +-1 band.
 function drawPosterior(mu, std) {
   const canvas = $("posterior");
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
   const h = canvas.height;
-  const pad = { left: 30, right: 8, top: 8, bottom: 20 };
+  const pad = { left: 30, right: 8, top: 10, bottom: 22 };
   ctx.clearRect(0, 0, w, h);
   const dims = state.run ? state.run.latent_dim : 2;
   let top = 3;
   if (mu) for (let i = 0; i < dims; i++) top = Math.max(top, Math.abs(mu[i]) + std[i]);
   top = Math.ceil(top);
   const y = (v) => pad.top + (top - v) / (2 * top) * (h - pad.top - pad.bottom);
-  const band = (w - pad.left - pad.right) / dims;
-  const x = (i) => pad.left + band * (i + 0.5);
+  const plotWidth = w - pad.left - pad.right;
+  const band = Math.min(plotWidth / dims, 72); // a few dimensions sit together in the middle
+  const x = (i) => pad.left + (plotWidth - band * dims) / 2 + band * (i + 0.5);
   ctx.fillStyle = "#f0f1f6";
   ctx.fillRect(pad.left, y(1), w - pad.left - pad.right, y(-1) - y(1));
   ctx.font = "10.5px system-ui, sans-serif";
@@ -511,7 +533,7 @@ function drawPosterior(mu, std) {
   const every = Math.ceil(dims / 16);
   for (let i = 0; i < dims; i += every) ctx.fillText(`z${i + 1}`, x(i), h - 5);
   if (!mu) return;
-  const barWidth = Math.max(2, Math.min(8, band * 0.35));
+  const barWidth = Math.max(2, Math.min(10, band * 0.3));
   for (let i = 0; i < dims; i++) {
     ctx.strokeStyle = "rgba(79, 70, 229, 0.4)";
     ctx.lineWidth = barWidth;
