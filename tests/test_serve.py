@@ -7,7 +7,10 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.errors import VaelabError
 from vaelab.explorer import Z_LIMIT, load_explorer
-from vaelab.serve import MAX_REQUEST_BYTES, create_app, make_server
+from vaelab.serve import MAX_REQUEST_BYTES, create_app, is_loopback, make_server
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "vaelab" / "static"
 
@@ -266,6 +269,25 @@ def test_serve_refuses_what_is_not_a_run_with_a_clear_message(tmp_path, serve_st
     message = " ".join(result.output.split())
     assert result.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in message and "Traceback" not in message
     assert "--port" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
+def test_the_command_serves_the_study_on_loopback_and_says_where(serve_study, mnist_dir):
+    command = [sys.executable, "-m", "vaelab", "serve", str(serve_study), "--port", "0", "--data-dir", str(mnist_dir)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url and "latent_2, latent_10" in line, line
+        with urllib.request.urlopen(url.group(0) + "api/runs", timeout=10) as response:
+            assert [r["name"] for r in json.load(response)["runs"]] == ["latent_2", "latent_10"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_only_loopback_hosts_count_as_private():
+    assert all(is_loopback(host) for host in ("127.0.0.1", "127.3.2.1", "::1", "localhost"))
+    assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.2", "example.org"))
 
 
 def test_a_port_in_use_is_a_clear_error(explorer):
