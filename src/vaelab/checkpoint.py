@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputDirError
 from .models import VAE
 
 CHECKPOINT_FORMAT = "vaelab-checkpoint"
@@ -28,12 +28,25 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save({"format": CHECKPOINT_FORMAT, "checkpoint_version": CHECKPOINT_VERSION, **state}, tmp)
-        with open(tmp, "rb") as f:
+        # Through a Python file, so that a full disk is an OSError rather than torch's opaque RuntimeError.
+        with open(tmp, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, "checkpoint_version": CHECKPOINT_VERSION, **state}, f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputDirError(
+            f"{path}: cannot be written ({exc.strerror or exc}); the previous checkpoint is unchanged. "
+            "Free some space (or fix the directory) and continue with --resume."
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete the ``.NAME.tmpPID`` files that writers killed mid-write left behind; only the lock holder may."""
+    for stale in Path(run_dir).glob(".*.tmp[0-9]*"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

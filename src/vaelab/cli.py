@@ -6,6 +6,7 @@ user mistakes surface as one clear paragraph and a non-zero exit code, never a t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -18,7 +19,7 @@ import click
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
-from .config import ARCHITECTURES, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import ARCHITECTURES, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig, write_text_atomic
 from .errors import VaelabError
 from .report import build_report
 
@@ -114,6 +115,19 @@ def config_for_resume(run_dir: Path, fresh: RunConfig, epochs_given: bool) -> Ru
     return saved
 
 
+def study_settings(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:
+    """A resumed study keeps the settings it was started with, also for the sizes it has not reached."""
+    for d in dims:
+        if (study_dir / f"latent_{d}" / CONFIG_NAME).exists():
+            return RunConfig.load(study_dir / f"latent_{d}" / CONFIG_NAME)
+    return fresh
+
+
+def with_latent_dim(config: RunConfig, latent_dim: int, epochs: int | None) -> RunConfig:
+    train = dataclasses.replace(config.train, epochs=epochs) if epochs is not None else config.train
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, latent_dim=latent_dim), train=train)
+
+
 def run_is_finished(run_dir: Path, epochs: int) -> bool:
     checkpoint = run_dir / CHECKPOINT_NAME
     return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
@@ -199,21 +213,29 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
         raise click.UsageError("vaelab study trains its latent sizes one after another and does not run under "
                                "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
                                "latent size instead.")
+    from .training import Interrupted
+
     dims = parse_latent_dims(latent_dims)
     study_dir.mkdir(parents=True, exist_ok=True)
+    base = study_settings(study_dir, dims, build_config(dims[0], opts)) if opts["resume"] else None
     summaries = []
     for d in dims:
         run_dir = study_dir / f"latent_{d}"
         config = build_config(d, opts)
-        if opts["resume"]:
-            config = config_for_resume(run_dir, config, _given(ctx, "epochs"))
+        if base is not None:
+            fresh = with_latent_dim(base, d, opts["epochs"] if _given(ctx, "epochs") else None)
+            config = config_for_resume(run_dir, fresh, _given(ctx, "epochs"))
             if run_is_finished(run_dir, config.train.epochs):
                 click.echo(f"latent {d}: already finished, skipped")
                 summaries.append(summary_line(d, load_checkpoint(run_dir / CHECKPOINT_NAME)["history"]))
                 continue
         click.echo(f"== latent size {d} -> {run_dir}")
-        summaries.append(summary_line(d, train_one(config, run_dir, opts)))
-    (study_dir / STUDY_FILE).write_text(json.dumps({"latent_dims": dims}, indent=2) + "\n")
+        try:
+            summaries.append(summary_line(d, train_one(config, run_dir, opts)))
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
+                              f"--latent-dims {','.join(map(str, dims))} --resume") from None
+    write_text_atomic(study_dir / STUDY_FILE, json.dumps({"latent_dims": dims}, indent=2) + "\n")
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
     click.echo(f"report: {build_report(study_dir).html}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputDirError
 
 CONFIG_VERSION = 1
 ARCHITECTURES = ("mlp", "conv")
@@ -120,5 +120,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputDirError(f"{path}: cannot be written ({exc.strerror or exc}); the previous one is kept.") from None
     finally:
         tmp.unlink(missing_ok=True)

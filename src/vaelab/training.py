@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .config import RunConfig, write_text_atomic
 from .data import Dataset
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
@@ -252,6 +252,9 @@ class Trainer:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
+        # A finite last loss does not prove finite weights: the update after it may have overflowed.
+        if not all(bool(torch.isfinite(p).all()) for p in state["model"].parameters()):
+            raise self._diverged(f"the weights became non-finite by step {state['step']}", state["step"])
         rank_noise = distributed.noise_states(state["noise"], self.ddp)  # a collective: every rank gets here
         if not self.is_main:
             return
@@ -271,6 +274,10 @@ class Trainer:
         model = state["model"]
         train_eval = distributed.evaluate_on_ranks(model, self.train_eval_x, self.ddp)
         test_eval = distributed.evaluate_on_ranks(model, self.test_x, self.ddp)
+        for split, evaluation in (("train", train_eval), ("test", test_eval)):
+            bad = {k: v for k, v in evaluation.metrics.items() if not math.isfinite(v)}
+            if bad:  # never let a NaN into the history, the artifacts or a checkpoint
+                raise self._diverged(f"the {split} evaluation after step {state['step']} gave {bad}", state["step"])
         record = {
             "epoch": round(state["step"] / self.steps_per_epoch, 4),
             "step": state["step"],
@@ -307,6 +314,7 @@ class Trainer:
         """Checks and locks the run directory; returns the checkpoint to resume from, if any."""
         check_output_dir(self.run_dir)
         claim.enter_context(RunLock(self.run_dir))
+        remove_stale_temp_files(self.run_dir)  # left by a writer that was killed; we hold the lock
         checkpoint = self.run_dir / CHECKPOINT_NAME
         if checkpoint.exists() and not resume:
             raise OutputDirError(
@@ -346,7 +354,13 @@ class Trainer:
                 # the gradient of the global batch's mean loss, however unevenly the batch splits.
                 loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                try:
+                    loss.backward()
+                except RuntimeError as exc:  # anomaly mode names the operation that made a NaN
+                    if not (self.detect_anomaly and "nan values" in str(exc)):
+                        raise
+                    step = state["step"] + 1
+                    raise self._diverged(f"anomaly detection stopped step {step}: {exc}", step) from None
                 optimizer.step()
                 losses[i] = loss.detach()
                 state["step_in_epoch"], state["step"] = i + 1, state["step"] + 1
@@ -363,6 +377,7 @@ class Trainer:
                 if at_eval:
                     self._evaluate(state, time.perf_counter() - session_start)
                 if self._interrupted(sigint, synced):
+                    self._check_finite(losses, last_checked, i + 1, state)  # never checkpoint a diverged model
                     self._stop_for_sigint(state, bar, session_start)
             bar.close()
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
@@ -374,18 +389,30 @@ class Trainer:
                 tqdm.write(f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}: "
                            f"test -ELBO {test['loss']:.2f} nats, MSE {test['mse']:.4f}, "
                            f"SSIM {test['ssim']:.3f}, PSNR {test['psnr']:.2f} dB")
+            if state["epoch"] < cfg.epochs and self._interrupted(sigint, True):  # Ctrl-C during the epoch's end
+                raise self._interruption(state)
 
     def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: dict[str, Any]) -> None:
         window = losses[start:stop]
         bad = (~torch.isfinite(window)).nonzero()
         if len(bad):
             first_bad_step = state["step"] - (stop - start) + int(bad[0]) + 1
-            raise TrainingDivergedError(
-                f"the loss became {window[int(bad[0])].item()} at step {first_bad_step} "
-                f"(epoch {state['epoch'] + 1}). Likely cause: a learning rate too high for this model "
-                f"(now {self.config.train.lr:g}) or an extreme beta; lower --lr and --resume from the last "
-                f"good checkpoint in {self.run_dir}, or run with --detect-anomaly to find the operation."
-            )
+            value = window[int(bad[0])].item()
+            raise self._diverged(f"the loss became {value} at step {first_bad_step}", first_bad_step)
+
+    def _epoch_of(self, step: int) -> int:
+        return max(1, math.ceil(step / self.steps_per_epoch))
+
+    def _diverged(self, what: str, step: int) -> TrainingDivergedError:
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        kept = (f"The last good checkpoint, {checkpoint}, is kept unchanged." if checkpoint.exists()
+                else "No checkpoint had been saved yet.")
+        return TrainingDivergedError(
+            f"{what} (epoch {self._epoch_of(step)}); training stopped. Likely cause: a learning rate too high for "
+            f"this model (--lr, now {self.config.train.lr:g}) or an extreme --beta "
+            f"(now {self.config.train.beta:g}); start a new run with a lower --lr (a resumed run keeps its "
+            f"settings), or add --detect-anomaly to find the operation that made it. {kept}"
+        )
 
     def _interrupted(self, sigint: _SigintLatch, synced: bool) -> bool:
         """A single process stops at the step after Ctrl-C; DDP ranks agree at the next sync point, so that
@@ -400,7 +427,10 @@ class Trainer:
         self._save(state)
         if self.is_main:
             write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
-        raise Interrupted(
-            f"interrupted at step {state['step']} (epoch {state['epoch'] + 1}); checkpoint saved in "
+        raise self._interruption(state)
+
+    def _interruption(self, state: dict[str, Any]) -> Interrupted:
+        return Interrupted(
+            f"interrupted at step {state['step']} (epoch {self._epoch_of(state['step'])}); checkpoint saved in "
             f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
         )
