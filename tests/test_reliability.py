@@ -285,6 +285,23 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tiny, referenc
     assert_same_run(run, ref)
 
 
+def test_a_second_ctrl_c_aborts_at_once_and_keeps_the_last_checkpoint(tiny, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert invoke("train", "--run-dir", run, *tiny, "--epochs", "1").exit_code == 0
+    before = snapshot(run)
+
+    def ctrl_c_twice() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(*moment_patch("step", 3, ctrl_c_twice))
+    result = invoke("train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress")
+    assert result.exit_code == 130 and "vaelab: interrupted." in result.output
+    after = snapshot(run)
+    assert all(after[name] == before[name] for name in ("checkpoint.pt", "metrics.json", "metrics.csv"))
+    assert stale_temp_files(run) == []
+
+
 # --- numerical faults ---------------------------------------------------------------------------
 
 
