@@ -19,7 +19,8 @@ import click
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
-from .config import ARCHITECTURES, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig, write_text_atomic
+from .config import (ARCHITECTURES, LIKELIHOODS, PROJECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
+                     write_text_atomic)
 from .errors import VaelabError
 from .report import build_report
 
@@ -79,6 +80,11 @@ def training_options(func: Callable) -> Callable:
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
         click.option("--detect-anomaly", is_flag=True,
                      help="Turn on autograd anomaly detection to find the operation that makes a NaN (slow)."),
+        click.option("--artifacts/--no-artifacts", default=True, show_default=True,
+                     help="Record latent frames during training and draw the run's figures and GIFs at the end."),
+        click.option("--projection", type=click.Choice(PROJECTIONS), default=None,
+                     help="2-D view of latent spaces larger than 2 in the figures [default: tsne, or what the run "
+                          "last used]."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
@@ -140,7 +146,17 @@ def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any =
     dataset = load_dataset(config.data.dataset, config.data.data_dir)
     trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"],
                       ddp=ddp)
-    return trainer.run(resume=opts["resume"])
+    if not opts["artifacts"]:
+        return trainer.run(resume=opts["resume"])
+    from .visualisation import ArtifactRecorder, render_run_artifacts
+
+    trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels))  # called on rank 0 only
+    history = trainer.run(resume=opts["resume"])
+    if trainer.is_main:
+        click.echo(f"latent {config.model.latent_dim}: drawing figures and GIFs ...")
+        written = render_run_artifacts(run_dir, opts["projection"])
+        click.echo(f"latent {config.model.latent_dim}: {len(written)} figures in {run_dir}")
+    return history
 
 
 def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:

@@ -19,6 +19,7 @@ from .errors import CheckpointError, OutputDirError
 CONFIG_VERSION = 1
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
+PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
 
 
 @dataclass

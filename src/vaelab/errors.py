@@ -38,3 +38,7 @@ class TrainingDivergedError(VaelabError):
 
 class ReportError(VaelabError):
     """A study directory holds no runs to report on, or a path given to the report is wrong."""
+
+
+class ArtifactError(VaelabError):
+    """A run's saved frames or metrics cannot be read to draw its figures, or a drawing option is wrong."""

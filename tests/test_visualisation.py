@@ -1,0 +1,267 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from vaelab.checkpoint import load_model
+from vaelab.cli import cli
+from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaelab.data import Dataset, ImageSplit
+from vaelab.errors import ArtifactError
+from vaelab.models import VAE
+from vaelab.training import EvalPoint, Trainer
+from vaelab.visualisation import (
+    ArtifactRecorder,
+    cached_projections,
+    describe_architecture,
+    independent_projections,
+    load_frames,
+    mean_displacement,
+    procrustes_align,
+    project_sequence,
+    render_run_artifacts,
+    stratified_subsample,
+)
+
+GIF_LIMIT_BYTES = 5 * 2**20
+
+
+def small_slice(mnist, n_train=512, n_test=300) -> Dataset:
+    return Dataset(
+        name=mnist.name,
+        root=mnist.root,
+        train=ImageSplit(mnist.train.images[:n_train], mnist.train.labels[:n_train]),
+        test=ImageSplit(mnist.test.images[:n_test], mnist.test.labels[:n_test]),
+    )
+
+
+def small_config(latent_dim=2, epochs=1) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(train_eval_size=256),
+        model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
+        train=TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, device="cpu"),
+    )
+
+
+def train_with_recorder(data, run_dir, latent_dim=2, epochs=1, resume=False, per_class=200):
+    trainer = Trainer(small_config(latent_dim, epochs), data, run_dir, progress=False)
+    trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels, per_class=per_class))
+    return trainer.run(resume=resume)
+
+
+# -- the hook ---------------------------------------------------------------------------------------
+
+
+def test_stratified_subsample_takes_the_same_images_per_digit_every_time():
+    labels = np.random.default_rng(1).integers(0, 10, size=5000)
+    chosen = stratified_subsample(labels, per_class=50)
+    assert np.array_equal(chosen, stratified_subsample(labels, per_class=50))
+    assert np.bincount(labels[chosen], minlength=10).tolist() == [50] * 10
+    few = np.array([0, 0, 1, 1, 1, 2])
+    assert np.bincount(few[stratified_subsample(few, per_class=2)]).tolist() == [2, 2, 1]
+
+
+def test_recorder_saves_one_frame_per_point_and_a_resume_overwrites_them(mnist, tmp_path):
+    data = small_slice(mnist, n_train=256, n_test=200)
+    run = tmp_path / "run"
+    history = train_with_recorder(data, run, epochs=1, per_class=5)
+    frames = load_frames(run)
+    assert [f.index for f in frames] == list(range(len(history)))
+    assert [f.step for f in frames] == [r["step"] for r in history]
+    last = frames[-1]
+    assert last.mu.shape == (50, 2) and np.bincount(last.labels).tolist() == [5] * 10
+    assert last.digit_labels.tolist() == list(range(10)) and last.reconstructions.shape == (10, 28, 28)
+    # Per-image MSE / PSNR against a direct NumPy computation from the saved images.
+    mse = ((last.digits - last.reconstructions) ** 2).mean(axis=(1, 2))
+    np.testing.assert_allclose(last.mse, mse, rtol=1e-4)
+    np.testing.assert_allclose(last.psnr, -10 * np.log10(mse), rtol=1e-4)
+    # The saved means are those of the trainer's test set at the same indices.
+    trained, _ = load_model(run)
+    mu_all, _ = trained.encode(Trainer(small_config(), data, run, progress=False).test_x)
+    chosen = stratified_subsample(data.test.labels.numpy(), per_class=5)
+    np.testing.assert_allclose(last.mu, mu_all[chosen].detach().numpy(), atol=1e-5)
+
+    before = {p.name for p in (run / "frames").glob("point_*.npz")}
+    resumed = train_with_recorder(data, run, epochs=2, resume=True, per_class=5)
+    after = sorted(p.name for p in (run / "frames").glob("point_*.npz"))
+    assert after == [f"point_{i:04d}.npz" for i in range(len(resumed))] and before < set(after)
+    assert [f.step for f in load_frames(run)] == [r["step"] for r in resumed]
+    assert not list((run / "frames").glob(".*tmp*"))  # atomic writes leave no temporary files
+
+
+def test_a_point_saved_again_under_the_same_index_replaces_the_frame(tmp_path):
+    model = VAE(ModelConfig(latent_dim=3, hidden=(16,)))
+    images = torch.rand(40, 1, 28, 28)
+    labels = torch.arange(40) % 10
+    recorder = ArtifactRecorder(tmp_path, images, labels, per_class=3)
+    for step in (7, 9):
+        record = {"epoch": step / 10, "step": step}
+        recorder(EvalPoint(3, record, model, torch.randn(40, 3), labels, tmp_path))
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == ["point_0003.npz"]
+    (frame,) = load_frames(tmp_path)  # no metrics.json: every frame counts
+    assert frame.index == 3 and frame.step == 9 and frame.mu.shape == (30, 3)
+
+
+# -- projections ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_procrustes_recovers_a_known_rotation_reflection_and_shift(reflect):
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(200, 2))
+    angle = 2.1
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    if reflect:
+        rotation = rotation @ np.diag([1.0, -1.0])
+    moved = reference @ rotation + np.array([5.0, -3.0])
+    np.testing.assert_allclose(procrustes_align(moved, reference), reference, atol=1e-10)
+    # With noise the fit is least squares: no worse than the true inverse transform.
+    noisy = moved + rng.normal(scale=0.05, size=moved.shape)
+    aligned = procrustes_align(noisy, reference)
+    true_inverse = (noisy - np.array([5.0, -3.0])) @ rotation.T
+    assert ((aligned - reference) ** 2).sum() <= ((true_inverse - reference) ** 2).sum() + 1e-9
+
+
+def drifting_clusters(frames=4, per_cluster=40, clusters=6, dim=8, seed=0):
+    """Clusters in ``dim`` dimensions whose centres drift a little from frame to frame."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(clusters, dim))
+    offsets = rng.normal(size=(clusters * per_cluster, dim))
+    labels = np.repeat(np.arange(clusters), per_cluster)
+    sequence = []
+    for _ in range(frames):
+        centres = centres + rng.normal(scale=0.6, size=centres.shape)
+        sequence.append(centres[labels] + offsets + rng.normal(scale=0.1, size=offsets.shape))
+    return sequence, labels
+
+
+def test_coherent_tsne_moves_far_less_between_frames_than_refitting_and_keeps_the_clusters():
+    sequence, labels = drifting_clusters()
+    coherent = project_sequence(sequence, "tsne")
+    refitted = independent_projections(sequence, "tsne")
+    refitted_aligned = [refitted[0]]  # even given the same Procrustes alignment, refits jump
+    for y in refitted[1:]:
+        refitted_aligned.append(procrustes_align(y, refitted_aligned[-1]))
+    moved, jumped, jumped_aligned = (mean_displacement(s) for s in (coherent, refitted, refitted_aligned))
+    assert moved < 0.5 * jumped_aligned <= 0.5 * jumped + 1e-9, (moved, jumped_aligned, jumped)
+    # Not coherent by standing still: every frame still separates the clusters (5-NN label accuracy).
+    from sklearn.neighbors import KNeighborsClassifier
+
+    for y in coherent:
+        accuracy = KNeighborsClassifier(5).fit(y, labels).score(y, labels)
+        assert accuracy > 0.95
+
+
+def test_projections_are_cached_and_only_new_frames_are_projected(tmp_path):
+    sequence, _ = drifting_clusters(frames=4, per_cluster=10)
+    frames = [type("F", (), {"step": 10 * (i + 1), "mu": mu})() for i, mu in enumerate(sequence)]
+    first = cached_projections(tmp_path, frames[:3], "pca")
+    all_four = cached_projections(tmp_path, frames, "pca")
+    for a, b in zip(first, all_four):
+        assert np.array_equal(a, b)
+    np.testing.assert_allclose(all_four, project_sequence(sequence, "pca"), atol=1e-9)
+    with pytest.raises(ArtifactError, match="umap"):
+        project_sequence(sequence, "umap")
+
+
+# -- architecture -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_architecture_description_matches_the_model_layer_by_layer(arch):
+    model = VAE(ModelConfig(arch=arch, latent_dim=5, hidden=(32, 16)))
+    layers = describe_architecture(model)
+    expected = []
+    with torch.no_grad():
+        x = torch.rand(3, 1, 28, 28)
+        for layer in model.encoder:
+            x = layer(x)
+            expected.append(("encoder", tuple(x.shape[1:])))
+        z = torch.zeros(3, 5)
+        for layer in model.decoder:
+            z = layer(z)
+            expected.append(("decoder", tuple(z.shape[1:])))
+    assert [(l.part, l.output_shape) for l in layers] == expected
+    assert expected[len(model.encoder) - 1][1] == (10,) and expected[-1][1] == (1, 28, 28)
+    assert sum(l.params for l in layers) == sum(p.numel() for p in model.parameters())
+
+
+# -- rendering a run --------------------------------------------------------------------------------
+
+
+def check_image_files(run, names, frames):
+    for name in names:
+        path = run / name
+        with Image.open(path) as image:
+            image.load()
+            assert image.width > 300 and image.height > 200, name
+            if name.endswith(".gif"):
+                assert image.n_frames == frames, name
+                assert path.stat().st_size < GIF_LIMIT_BYTES, name
+
+
+ALL_PER_RUN = ["latent_space.gif", "latent_space.png", "reconstructions.gif", "reconstructions.png", "metrics.png",
+               "samples.png", "interpolations.png", "architecture.png"]
+
+
+def test_render_run_artifacts_on_a_finished_and_an_interrupted_run(mnist, tmp_path):
+    data = small_slice(mnist)
+    run = tmp_path / "latent_2"
+    history = train_with_recorder(data, run, latent_dim=2, epochs=2, per_class=20)
+    written = render_run_artifacts(run)
+    assert sorted(written) == sorted(ALL_PER_RUN + ["manifold.png"])
+    check_image_files(run, written, frames=len(history))
+
+    # A run killed after its third point, before any checkpoint: what exists is drawn, the rest skipped,
+    # and frames the crash left beyond the recorded history are ignored.
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "checkpoint.pt").unlink()
+    metrics = json.loads((cut / "metrics.json").read_text())
+    metrics["history"] = metrics["history"][:3]
+    (cut / "metrics.json").write_text(json.dumps(metrics))
+    partial = render_run_artifacts(cut)
+    assert sorted(partial) == sorted(["latent_space.gif", "latent_space.png", "reconstructions.gif",
+                                      "reconstructions.png", "metrics.png", "architecture.png"])
+    check_image_files(cut, partial, frames=3)
+
+
+def test_render_projects_larger_latent_spaces_and_remembers_the_projection(mnist, tmp_path):
+    run = tmp_path / "latent_3"
+    history = train_with_recorder(small_slice(mnist, n_train=256, n_test=200), run, latent_dim=3, per_class=10)
+    written = render_run_artifacts(run, projection="pca")
+    assert "manifold.png" not in written and (run / "frames" / "projection_pca.npz").exists()
+    check_image_files(run, ["latent_space.gif"], frames=len(history))
+    render_run_artifacts(run)
+    assert not (run / "frames" / "projection_tsne.npz").exists()  # the run's last choice was kept
+    with pytest.raises(ArtifactError, match="no config.json"):
+        render_run_artifacts(tmp_path / "nowhere")
+
+
+def write_idx_dataset(directory, data: Dataset) -> None:
+    """The four standard IDX files of ``data``, for the CLI's ``--dataset idx``."""
+    directory.mkdir(parents=True)
+    arrays = {"train-images-idx3-ubyte": data.train.images, "train-labels-idx1-ubyte": data.train.labels,
+              "t10k-images-idx3-ubyte": data.test.images, "t10k-labels-idx1-ubyte": data.test.labels}
+    for name, array in arrays.items():
+        array = array.numpy().astype(np.uint8)
+        dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        (directory / name).write_bytes(b"\x00\x00\x08" + bytes([array.ndim]) + dims + array.tobytes())
+
+
+def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
+    write_idx_dataset(tmp_path / "data", small_slice(mnist, n_train=512, n_test=200))
+    fast = ["--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--hidden", "32",
+            "--batch-size", "64", "--train-eval-size", "200", "--no-progress", "--device", "cpu"]
+    result = CliRunner().invoke(cli, ["train", "-z", "2", "--run-dir", str(tmp_path / "run"), *fast],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert all((tmp_path / "run" / name).exists() for name in ALL_PER_RUN + ["manifold.png"])
+    bare = CliRunner().invoke(cli, ["train", "-z", "2", "--run-dir", str(tmp_path / "bare"), "--no-artifacts", *fast],
+                              catch_exceptions=False)
+    assert bare.exit_code == 0 and not (tmp_path / "bare" / "frames").exists()
+    assert not (tmp_path / "bare" / "metrics.png").exists()
