@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from vaelab.cli import cli
 
 FAST = ["--epochs", "1", "--hidden", "64", "--batch-size", "256", "--train-eval-size", "500", "--no-progress",
-        "--device", "cpu"]
+        "--device", "cpu", "--no-artifacts"]  # figures are tested in test_visualisation.py
 
 
 def invoke(*args, env=None):
