@@ -197,8 +197,10 @@ def test_each_rank_trains_its_part_of_every_global_batch(ddp_run):
 
 def test_only_rank_0_writes_the_run_directory(ddp_run):
     run_dir = ddp_run["run_dir"]
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoint.pt", "config.json", "metrics.csv",
-                                                         "metrics.json"]  # no stray temporary files
+    figures = ["architecture.png", "frames", "interpolations.png", "latent_space.gif", "latent_space.png",
+               "metrics.png", "reconstructions.gif", "reconstructions.png", "samples.png"]  # drawn by rank 0
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([".lock", "checkpoint.pt", "config.json", "metrics.csv",
+                                                                "metrics.json", *figures])  # no stray temporary files
     writes = [audit_log(ddp_run["audit"], r) for r in range(2)]
     in_run_dir = [{(event, path.name) for _, event, path in log if path.is_relative_to(run_dir)} for log in writes]
     assert not in_run_dir[1]
