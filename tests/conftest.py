@@ -91,3 +91,19 @@ def serve_study(mnist, mnist_dir, tmp_path_factory) -> Path:
         Trainer(config, data, root / f"latent_{latent_dim}", progress=False).run()
     (root / "study.json").write_text(json.dumps({"latent_dims": [2, 10]}))
     return root
+
+
+@pytest.fixture(autouse=True)
+def private_classifier_cache(tmp_path_factory, monkeypatch):
+    """Tests never write the user's classifier cache (~/.cache/vaelab/classifiers)."""
+    monkeypatch.setenv("VAELAB_CLASSIFIER_DIR", str(tmp_path_factory.getbasetemp() / "classifier-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(mnist, tmp_path_factory):
+    """A digit classifier from a tiny recipe (2 epochs on 4,096 images, ~90% accurate), cached in a
+    session temp dir: the real one takes a minute or more to train and never runs in the unit tests."""
+    from vaelab.classifier import ClassifierRecipe, load_or_train_classifier
+
+    recipe = ClassifierRecipe(epochs=2, batch_size=64, train_size=4096, channels=(8, 16), features=32)
+    return load_or_train_classifier(mnist, "cpu", recipe, tmp_path_factory.mktemp("classifiers"))

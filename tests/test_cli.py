@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from vaelab.cli import cli
 
 FAST = ["--epochs", "1", "--hidden", "64", "--batch-size", "256", "--train-eval-size", "500", "--no-progress",
-        "--device", "cpu", "--no-artifacts"]  # figures are tested in test_visualisation.py
+        "--device", "cpu", "--no-artifacts", "--no-measures"]  # figures: test_visualisation.py; measures below
 
 
 def invoke(*args, env=None):
@@ -76,7 +76,7 @@ def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them
 def test_train_resume_can_extend_the_epochs(mnist_dir, tmp_path):
     run = tmp_path / "run"
     assert invoke("train", "-z", "2", "--data-dir", str(mnist_dir), "--run-dir", str(run), *FAST).exit_code == 0
-    result = invoke("train", "--data-dir", str(mnist_dir), "--run-dir", str(run), "--resume", *FAST[:0],
+    result = invoke("train", "--data-dir", str(mnist_dir), "--run-dir", str(run), "--resume", "--no-measures",
                     "--epochs", "2", "--no-progress", "--device", "cpu")
     assert result.exit_code == 0, result.output
     history = json.loads((run / "metrics.json").read_text())["history"]
@@ -86,3 +86,39 @@ def test_train_resume_can_extend_the_epochs(mnist_dir, tmp_path):
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "vaelab", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "vaelab" in result.stdout
+
+
+def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skipped(mnist_dir, tmp_path, monkeypatch,
+                                                                                  tiny_classifier):
+    monkeypatch.setattr("vaelab.measures.load_or_train_classifier", lambda *args, **kwargs: tiny_classifier)
+    study = tmp_path / "study"
+    with_measures = [a for a in FAST if a != "--no-measures"]
+    args = ["study", "-z", "3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *with_measures,
+            "--iwae-k", "4", "--iwae-every-epoch"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((study / "latent_3" / "metrics.json").read_text())
+    final = saved["final"]
+    assert final["iwae_k"] == 4 and final["latent_units"] == 3 and final["classifier_test_accuracy"] > 0.8
+    assert final["iwae_log_likelihood"] > -saved["history"][-1]["test"]["loss"] - 5  # K = 4 ~ the ELBO or above
+    assert "test_iwae_log_likelihood" in saved["history"][-1] and "test_iwae_log_likelihood" not in saved["history"][0]
+    assert "final measures" in result.output
+    again = invoke(*args, "--resume")
+    assert again.exit_code == 0 and "already finished" in again.output
+
+
+def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeypatch, tmp_path):
+    configs = []
+
+    def fake_train_one(config, run_dir, opts):
+        configs.append(config)
+        return [{"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}]
+
+    monkeypatch.setattr("vaelab.cli.train_one", fake_train_one)
+    assert invoke("train", "--preset", "original", "-z", "16", "--run-dir", str(tmp_path / "a")).exit_code == 0
+    assert invoke("study", "--preset", "original", "-z", "2", "--beta", "0.5", "--warmup-epochs", "2",
+                  "--study-dir", str(tmp_path / "b")).exit_code == 0
+    first, second = configs
+    assert (first.model.arch, first.model.latent_dim, first.model.likelihood, first.train.beta) == (
+        "conv-spatial", 16, "gaussian", 1e-3)
+    assert second.model.arch == "conv-spatial" and second.train.beta == 0.5 and second.train.warmup_epochs == 2

@@ -153,7 +153,7 @@ def audit_log(directory: Path, rank: int) -> list[tuple[int, str, Path]]:
 def train_args(small_idx: Path, epochs: int) -> list[str]:
     return ["--dataset", "idx", "--data-dir", str(small_idx), "--epochs", str(epochs), "--batch-size", str(BATCH),
             "--hidden", "64", "--train-eval-size", str(TRAIN_EVAL), "--seed", str(SEED), "--lr", "3e-3",
-            "--no-progress", "--device", "cpu"]
+            "--no-progress", "--device", "cpu", "--no-measures"]
 
 
 def torchrun_train(work: Path, args: list[str]) -> str:

@@ -58,3 +58,22 @@ def test_public_api_in_a_few_lines():
     mu, logvar = model.encode(images)
     assert model.reconstruct(images).shape == images.shape and mu.shape == logvar.shape == (4, 2)
     assert model.decode(torch.zeros(1, 2)).shape == (1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("channels", [2, 16])
+def test_spatial_latent_is_a_map_of_c_channels_at_7x7(channels):
+    model = VAE(ModelConfig(arch="conv-spatial", latent_dim=channels))
+    x = torch.rand(3, 1, 28, 28)
+    logits, mu, logvar = model(x)
+    assert logits.shape == x.shape
+    assert model.latent_shape == mu.shape[1:] == logvar.shape[1:] == (channels, 7, 7)
+    assert model.sample(4).shape == (4, 1, 28, 28)
+    assert torch.equal(model.reconstruct(x), torch.sigmoid(model.decode(mu)))
+
+
+def test_only_the_learned_gaussian_has_a_trainable_std():
+    learned = VAE(ModelConfig(likelihood="gaussian-learned", gaussian_std=0.2))
+    assert abs(learned.decoder_std().item() - 0.2) < 1e-6 and learned.decoder_std().requires_grad
+    assert any(p is learned.log_std for p in learned.parameters())
+    fixed = VAE(ModelConfig(likelihood="gaussian", gaussian_std=0.2))
+    assert fixed.decoder_std() == 0.2 and not hasattr(fixed, "log_std")

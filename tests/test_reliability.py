@@ -44,7 +44,7 @@ DRIVER = Path(__file__).with_name("fault_driver.py")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]), "OMP_NUM_THREADS": "1",
        "MKL_NUM_THREADS": "1"}
 SETTINGS = ["--hidden", "64", "--batch-size", "128", "--train-eval-size", "500", "--epochs", "3",
-            "--device", "cpu", "--no-progress"]
+            "--device", "cpu", "--no-progress", "--no-measures"]  # the final measures: test_measures.py
 N_TRAIN, N_TEST = 1024, 256  # 8 steps an epoch: evaluation points at steps 1, 3, 4, 5, 7, then 8, 16, 24
 
 
@@ -171,7 +171,7 @@ def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_kill_9_at_any_moment_then_resume_gives_the_uninterrupted_run(tiny, reference, tmp_path):
     ref, run = reference / "latent_2", tmp_path / "run"
-    resume = ["train", "--run-dir", str(run), "--resume", "--no-progress"]
+    resume = ["train", "--run-dir", str(run), "--resume", "--no-measures", "--no-progress"]
 
     # During the 3rd evaluation point of epoch 1 (step 4): no checkpoint yet, the first two points recorded.
     killed = run_vaelab("train", "-z", "2", "--run-dir", str(run), *tiny, fault=("eval", 3, "KILL"))
@@ -264,7 +264,7 @@ def test_kill_9_while_a_hook_writes_artifacts_then_resume_rewrites_them(small_id
 def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tiny, reference, tmp_path, monkeypatch):
     # In this process: a real SIGINT that the process sends itself at the chosen moment.
     ref, run = reference / "latent_2", tmp_path / "run"
-    resume = ["train", "--run-dir", run, "--resume", "--no-progress"]
+    resume = ["train", "--run-dir", run, "--resume", "--no-measures", "--no-progress"]
     hint = f"Continue with: vaelab train --run-dir {run} --resume"
     ref_history = without_time(strict_json(ref / "metrics.json")["history"])
 
@@ -298,7 +298,7 @@ def test_a_second_ctrl_c_aborts_at_once_and_keeps_the_last_checkpoint(tiny, tmp_
         os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(*moment_patch("step", 3, ctrl_c_twice))
-    result = invoke("train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress")
+    result = invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2", "--no-progress")
     assert result.exit_code == 130 and "vaelab: interrupted." in result.output
     after = snapshot(run)
     assert all(after[name] == before[name] for name in ("checkpoint.pt", "metrics.json", "metrics.csv"))
@@ -338,7 +338,7 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint_untouched(tiny, tmp_path, mon
     assert invoke("train", "--run-dir", run, *tiny, "--epochs", "1").exit_code == 0
     before = snapshot(run)
     poison_the_training_loss(monkeypatch, at_call=3, make_bad=lambda loss: loss * float("nan"))
-    result = invoke("train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress")
+    result = invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2", "--no-progress")
     message = one_line(result.output)
     assert result.exit_code == 3
     assert "the loss became nan at step 11 (epoch 2)" in message and "--lr" in message
@@ -419,7 +419,7 @@ def test_a_bad_checkpoint_or_config_is_refused_on_resume_and_left_alone(defect, 
     run = study / "latent_2"
     damage(run / name)
     before = snapshot(run)
-    result = invoke("train", "--run-dir", run, "--resume", "--epochs", "4", "--no-progress")
+    result = invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "4", "--no-progress")
     message = one_line(result.output)
     assert result.exit_code == 1
     assert str(run / name) in message and problem in message and "Traceback" not in message
@@ -460,13 +460,14 @@ def test_a_disk_that_fills_during_training_loses_nothing(victim, tiny, tmp_path,
     with monkeypatch.context() as patch:
         patch.setattr(vaelab.config, "open", full_disk_open, raising=False)
         patch.setattr(vaelab.checkpoint, "open", full_disk_open, raising=False)
-        result = invoke("train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress")
+        result = invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2", "--no-progress")
     message = one_line(result.output)
     assert result.exit_code == 1
     assert f"{run / victim}: cannot be written (No space left on device)" in message and "Traceback" not in message
     assert snapshot(run)["checkpoint.pt"] == before["checkpoint.pt"] and stale_temp_files(run) == []
 
-    assert invoke("train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress").exit_code == 0
+    assert invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2",
+                  "--no-progress").exit_code == 0
     history = strict_json(run / "metrics.json")["history"]
     steps = [r["step"] for r in history]
     assert steps == sorted(set(steps)) and [r["epoch"] for r in history if r["epoch"] % 1 == 0] == [1.0, 2.0]
@@ -512,7 +513,8 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
     epoch_1 = load_checkpoint(study / "latent_3" / "checkpoint.pt")["history"]
 
     # Resumed without repeating the training options: the study keeps the settings it was started with.
-    resumed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", "--resume", "--no-progress")
+    resumed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", "--resume", "--no-measures",
+                         "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert "latent 2: already finished, skipped" in resumed.stdout and "== latent size 2" not in resumed.stdout
     assert snapshot(study / "latent_2") == finished_before

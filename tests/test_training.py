@@ -7,7 +7,7 @@ from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import CheckpointError, OutputDirError
-from vaelab.training import Trainer, first_epoch_eval_steps
+from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight
 
 
 def small_slice(mnist, n_train=2048, n_test=1000) -> Dataset:
@@ -83,3 +83,17 @@ def test_load_model_round_trips_and_rejects_foreign_files(mnist, tmp_path):
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a vaelab checkpoint"):
         load_model(tmp_path / "foreign.pt")
+
+
+def test_kl_weight_ramps_linearly_from_zero_to_beta_over_the_warmup():
+    assert kl_weight(0.5, 0.0, 0, 100) == 0.5  # no warm-up: beta from the first step
+    assert [kl_weight(2.0, 1.5, step, 100) for step in (0, 75, 150, 1000)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
+    data = small_slice(mnist, n_train=1024, n_test=256)
+    final = {}
+    for beta in (0.2, 5.0):
+        config = small_config(epochs=1, beta=beta)
+        final[beta] = Trainer(config, data, tmp_path / f"beta_{beta}", progress=False).run()[-1]["test"]
+    assert final[5.0]["kl"] < 0.7 * final[0.2]["kl"] and final[5.0]["nll"] > final[0.2]["nll"]

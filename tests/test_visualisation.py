@@ -260,7 +260,7 @@ def write_idx_dataset(directory, data: Dataset) -> None:
 def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
     write_idx_dataset(tmp_path / "data", small_slice(mnist, n_train=512, n_test=200))
     fast = ["--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--hidden", "32",
-            "--batch-size", "64", "--train-eval-size", "200", "--no-progress", "--device", "cpu"]
+            "--batch-size", "64", "--train-eval-size", "200", "--no-progress", "--device", "cpu", "--no-measures"]
     result = CliRunner().invoke(cli, ["train", "-z", "2", "--run-dir", str(tmp_path / "run"), *fast],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -23,8 +23,13 @@ from .config import (ARCHITECTURES, LIKELIHOODS, PROJECTIONS, DataConfig, ModelC
                      write_text_atomic)
 from .errors import VaelabError
 from .report import build_report
+from .measures import DEFAULT_IWAE_K
 
 DEFAULT_STUDY_DIR = Path("runs/study")
+ORIGINAL_BETA = 1e-3
+# The published project's configuration: a spatial latent of c channels at 7x7, squared error, and a
+# negligible KL weight (beta = 1e-3 against 50 nats per unit of squared error at sigma = 0.1).
+PRESETS = {"original": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": 0.1, "beta": ORIGINAL_BETA}}
 DEFAULT_LATENT_DIMS = (2, 4, 16)
 STUDY_FILE = "study.json"
 
@@ -52,9 +57,10 @@ def training_options(func: Callable) -> Callable:
         click.option("--hidden", type=str, default=",".join(map(str, m.hidden)), show_default=True,
                      help="mlp: comma-separated hidden layer widths."),
         click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=m.likelihood, show_default=True,
-                     help="Decoder likelihood: bernoulli (BCE on logits) or gaussian (squared error)."),
+                     help="Decoder likelihood: bernoulli (BCE on logits), continuous-bernoulli (BCE plus its "
+                          "normaliser), gaussian (squared error, fixed std) or gaussian-learned (one learned std)."),
         click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=m.gaussian_std,
-                     show_default=True, help="Fixed decoder std of the gaussian likelihood."),
+                     show_default=True, help="Decoder std of the gaussian likelihood (gaussian-learned: initial)."),
         click.option("--epochs", type=click.IntRange(min=1), default=t.epochs, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=t.batch_size, show_default=True),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=t.lr, show_default=True,
@@ -85,6 +91,18 @@ def training_options(func: Callable) -> Callable:
         click.option("--projection", type=click.Choice(PROJECTIONS), default=None,
                      help="2-D view of latent spaces larger than 2 in the figures [default: tsne, or what the run "
                           "last used]."),
+        click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
+                     help="original: the published project's model (conv encoder/decoder, latent of c channels "
+                          "at 7x7 with c = the latent size, squared error, KL weight 1e-3). Options given "
+                          "explicitly still win."),
+        click.option("--measures/--no-measures", default=True, show_default=True,
+                     help="After training, add the IWAE log-likelihood, active units, latent probe and "
+                          "classifier-based generation score to metrics.json (the first run per dataset "
+                          "trains a small digit classifier, cached per user)."),
+        click.option("--iwae-k", type=click.IntRange(min=1), default=DEFAULT_IWAE_K, show_default=True,
+                     help="Importance samples per test image for the IWAE log-likelihood."),
+        click.option("--iwae-every-epoch", is_flag=True,
+                     help="Also estimate the test IWAE log-likelihood after every epoch (metrics.json history)."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
@@ -139,6 +157,12 @@ def run_is_finished(run_dir: Path, epochs: int) -> bool:
     return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
 
 
+def apply_preset(ctx: click.Context, opts: dict[str, Any]) -> None:
+    for name, value in PRESETS.get(opts["preset"], {}).items():
+        if not _given(ctx, name):
+            opts[name] = value
+
+
 def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any = None) -> list[dict[str, Any]]:
     from .data import load_dataset
     from .training import Trainer
@@ -146,17 +170,48 @@ def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any =
     dataset = load_dataset(config.data.dataset, config.data.data_dir)
     trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"],
                       ddp=ddp)
-    if not opts["artifacts"]:
-        return trainer.run(resume=opts["resume"])
-    from .visualisation import ArtifactRecorder, render_run_artifacts
+    if opts["iwae_every_epoch"]:
+        from .measures import iwae_each_epoch
 
-    trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels))  # called on rank 0 only
+        trainer.hooks.append(iwae_each_epoch(trainer.test_x, opts["iwae_k"]))  # called on rank 0 only
+    if opts["artifacts"]:
+        from .visualisation import ArtifactRecorder
+
+        trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels))  # called on rank 0 only
     history = trainer.run(resume=opts["resume"])
-    if trainer.is_main:
+    if trainer.is_main and opts["measures"]:
+        add_final_measures(trainer, dataset, history, opts)
+    if trainer.is_main and opts["artifacts"]:
+        from .visualisation import render_run_artifacts
+
         click.echo(f"latent {config.model.latent_dim}: drawing figures and GIFs ...")
         written = render_run_artifacts(run_dir, opts["projection"])
         click.echo(f"latent {config.model.latent_dim}: {len(written)} figures in {run_dir}")
     return history
+
+
+def add_final_measures(trainer: Any, dataset: Any, history: list[dict[str, Any]], opts: dict[str, Any]) -> None:
+    """Score the trained model once more, beyond MSE/SSIM/PSNR, into metrics.json under "final"."""
+    from .measures import measure_run
+    from .training import write_metrics
+
+    measures, seconds, classifier = measure_run(trainer.run_dir, dataset, trainer.device, opts["iwae_k"],
+                                                opts["progress"])
+    if classifier.trained_now:
+        click.echo(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
+                   f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
+    write_metrics(trainer.run_dir, trainer.config, history, trainer.eval_sizes, trainer.environment, final=measures)
+    click.echo(f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
+               f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}, "
+               f"probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
+               f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
+
+
+def has_final_measures(run_dir: Path) -> bool:
+    try:
+        return "final" in json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
@@ -195,6 +250,7 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
     from . import distributed
 
     run_dir = run_dir or study_dir / f"latent_{latent_dim}"
+    apply_preset(ctx, opts)
     config = build_config(latent_dim, opts)
     with distributed.data_parallel(opts["device"]) as ddp:
         if ddp:
@@ -232,6 +288,7 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
     from .training import Interrupted
 
     dims = parse_latent_dims(latent_dims)
+    apply_preset(ctx, opts)
     study_dir.mkdir(parents=True, exist_ok=True)
     base = study_settings(study_dir, dims, build_config(dims[0], opts)) if opts["resume"] else None
     summaries = []
@@ -241,7 +298,7 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
         if base is not None:
             fresh = with_latent_dim(base, d, opts["epochs"] if _given(ctx, "epochs") else None)
             config = config_for_resume(run_dir, fresh, _given(ctx, "epochs"))
-            if run_is_finished(run_dir, config.train.epochs):
+            if run_is_finished(run_dir, config.train.epochs) and (not opts["measures"] or has_final_measures(run_dir)):
                 click.echo(f"latent {d}: already finished, skipped")
                 summaries.append(summary_line(d, load_checkpoint(run_dir / CHECKPOINT_NAME)["history"]))
                 continue

@@ -17,8 +17,8 @@ from typing import Any
 from .errors import CheckpointError, OutputDirError
 
 CONFIG_VERSION = 1
-ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv", "conv-spatial")  # conv-spatial: a latent map of latent_dim channels at 7x7
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
 PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
 
 
@@ -37,7 +37,7 @@ class ModelConfig:
     hidden: tuple[int, ...] = (512, 256)  # mlp: widths of the hidden layers
     channels: tuple[int, ...] = (32, 64)  # conv: channels of the two stride-2 stages
     likelihood: str = "bernoulli"
-    gaussian_std: float = 0.1  # fixed decoder std of the Gaussian likelihood
+    gaussian_std: float = 0.1  # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -8,6 +8,7 @@ evaluation never touches the training run's random streams.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ EVAL_NOISE_SEED = 1234
 @dataclass
 class SplitEvaluation:
     metrics: dict[str, float]  # means over images: loss = -ELBO, nll, kl (nats); mse, ssim, psnr
-    mu: torch.Tensor  # posterior means of every image, on the CPU
+    mu: torch.Tensor  # posterior means of every image, flattened to (N, latent units), on the CPU
 
 
 @torch.no_grad()
@@ -53,18 +54,19 @@ def split_sums(
     for start in range(0, len(images), batch_size):
         end = min(start + batch_size, len(images))
         # The draw VAE.reparameterize makes for this batch, split off from the encoder pass.
-        eps = torch.randn((end - start, cfg.latent_dim), generator=generator, device=images.device, dtype=images.dtype)
+        eps = torch.randn((end - start, *model.latent_shape), generator=generator, device=images.device,
+                          dtype=images.dtype)
         lo, hi = max(start, first), min(end, stop)
         if lo >= hi:
             continue
         x = images[lo:hi]
         mu, logvar = model.encode(x)
         z = mu + torch.exp(0.5 * logvar) * eps[lo - start : hi - start]
-        loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, cfg.gaussian_std)
+        loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, model.decoder_std())
         recon = torch.sigmoid(model.decode(mu))
         per_image = (loss, nll, kl, mse_per_image(x, recon), ssim_per_image(x, recon), psnr_per_image(x, recon))
         sums += torch.stack([v.double().sum() for v in per_image])
-        mus.append(mu.float().cpu())
+        mus.append(mu.flatten(1).float().cpu())  # a spatial latent map becomes one vector per image
     model.train(was_training)
-    mu = torch.cat(mus) if mus else torch.zeros((0, cfg.latent_dim))
+    mu = torch.cat(mus) if mus else torch.zeros((0, math.prod(model.latent_shape)))
     return sums, mu

@@ -17,18 +17,44 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_std: float = 0.1) -> torch.Tensor:
+CB_TAYLOR_BELOW = 1e-2  # |logit| under which log C uses its Taylor series instead of 0/0-prone tanh
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), lambda = sigmoid(logits).
+
+    C(lambda) = 2 atanh(1 - 2 lambda) / (1 - 2 lambda), which in terms of the logit eta is
+    eta / tanh(eta / 2): even in eta, 2 at eta = 0 (lambda = 1/2), growing like |eta|. Near eta = 0 the
+    quotient is 0/0, so there it uses log 2 + log1p(eta^2 / 12 - eta^4 / 720) (error O(eta^6)).
+    """
+    a = logits.abs()
+    safe = torch.where(a < CB_TAYLOR_BELOW, torch.ones_like(a), a)  # keeps the unused branch's gradient finite
+    exact = torch.log(safe) - torch.log(torch.tanh(0.5 * safe))
+    sq = logits.pow(2)
+    taylor = math.log(2.0) + torch.log1p(sq / 12.0 - sq.pow(2) / 720.0)
+    return torch.where(a < CB_TAYLOR_BELOW, taylor, exact)
+
+
+def reconstruction_nll(
+    logits: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_std: float | torch.Tensor = 0.1
+) -> torch.Tensor:
     """-log p(x|z) per sample, summed over pixels.
 
     bernoulli: binary cross-entropy on logits (x may be grey: the usual relaxation for MNIST).
-    gaussian: N(x; sigmoid(logits), gaussian_std^2) per pixel, i.e. scaled squared error plus its
-    normalising constant, so the figure is a true NLL in nats.
+    continuous-bernoulli: the normalised density on [0, 1] that makes grey pixels a proper likelihood:
+    binary cross-entropy minus log C(lambda).
+    gaussian, gaussian-learned: N(x; sigmoid(logits), gaussian_std^2) per pixel, i.e. scaled squared
+    error plus its normalising constant, so the figure is a true NLL in nats. For gaussian-learned the
+    caller passes the model's learned std (a tensor, so gradients reach it).
     """
     if likelihood == "bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    elif likelihood == "gaussian":
+    elif likelihood == "continuous-bernoulli":
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none") - continuous_bernoulli_log_norm(logits)
+    elif likelihood in ("gaussian", "gaussian-learned"):
+        std = torch.as_tensor(gaussian_std, dtype=logits.dtype, device=logits.device)
         sq = (x - torch.sigmoid(logits)).pow(2)
-        nll = 0.5 * sq / gaussian_std**2 + math.log(gaussian_std) + 0.5 * math.log(2 * math.pi)
+        nll = 0.5 * sq / std**2 + torch.log(std) + 0.5 * math.log(2 * math.pi)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}")
     return nll.flatten(1).sum(1)
@@ -41,7 +67,7 @@ def negative_elbo(
     logvar: torch.Tensor,
     likelihood: str,
     beta: float = 1.0,
-    gaussian_std: float = 0.1,
+    gaussian_std: float | torch.Tensor = 0.1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, nll, kl), each per sample; loss = nll + beta * kl."""
     nll = reconstruction_nll(logits, x, likelihood, gaussian_std)

@@ -1,9 +1,12 @@
 """The VAE: a Gaussian encoder q(z|x) = N(mu, diag sigma^2), the reparameterization trick and a
-decoder that outputs per-pixel logits. Two architectures (``mlp``, ``conv``), any latent size.
+decoder that outputs per-pixel logits. Three architectures (``mlp``, ``conv`` with a latent vector,
+``conv-spatial`` with a latent map of ``latent_dim`` channels at 7x7), any latent size.
 
 Images enter as float tensors in [0, 1] of shape (N, 1, 28, 28). The decoder's output is always a
 logit map; the decoder *mean* image is its sigmoid, for every likelihood, so reconstructions stay
-in [0, 1].
+in [0, 1]. (For the continuous Bernoulli, sigmoid(logits) is its shape parameter lambda, not the
+distribution's mean, which lies nearer 1/2; vaelab shows and scores lambda, as PyTorch's VAE example
+does.)
 """
 
 from __future__ import annotations
@@ -61,6 +64,25 @@ def conv_decoder(latent_dim: int, channels: tuple[int, ...]) -> nn.Module:
     )
 
 
+def spatial_encoder(latent_channels: int, channels: tuple[int, ...]) -> nn.Module:
+    """Fully convolutional: posterior parameters are maps of 2 * latent_channels at 7x7."""
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # 28 -> 14
+        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
+        nn.Conv2d(c2, 2 * latent_channels, 3, padding=1),
+    )
+
+
+def spatial_decoder(latent_channels: int, channels: tuple[int, ...]) -> nn.Module:
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Conv2d(latent_channels, c2, 3, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
+        nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # 14 -> 28
+    )
+
+
 class VAE(nn.Module):
     """A VAE with a standard normal prior. ``forward`` returns (logits, mu, logvar)."""
 
@@ -72,15 +94,29 @@ class VAE(nn.Module):
             raise ValueError(f"latent size must be >= 1, got {config.latent_dim}")
         self.config = config
         self.latent_dim = config.latent_dim
+        # The shape of one z; consumers that want vectors (evaluation, measures) flatten it.
+        self.latent_shape: tuple[int, ...] = (config.latent_dim,)
         if config.arch == "mlp":
             self.encoder = mlp_encoder(config.latent_dim, config.hidden)
             self.decoder = mlp_decoder(config.latent_dim, config.hidden)
-        else:
+        elif config.arch == "conv":
             self.encoder = conv_encoder(config.latent_dim, config.channels)
             self.decoder = conv_decoder(config.latent_dim, config.channels)
+        else:
+            self.encoder = spatial_encoder(config.latent_dim, config.channels)
+            self.decoder = spatial_decoder(config.latent_dim, config.channels)
+            self.latent_shape = (config.latent_dim, 7, 7)
+        if config.likelihood == "gaussian-learned":
+            # One global log sigma: a per-pixel one would shrink without bound on MNIST's always-black
+            # border pixels and drive the NLL to minus infinity.
+            self.log_std = nn.Parameter(torch.tensor(math.log(config.gaussian_std)))
+
+    def decoder_std(self) -> float | torch.Tensor:
+        """The Gaussian likelihood's std: fixed from the config, or the learned one."""
+        return self.log_std.exp() if self.config.likelihood == "gaussian-learned" else self.config.gaussian_std
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior parameters (mu, log sigma^2), each of shape (N, latent_dim)."""
+        """Posterior parameters (mu, log sigma^2), each of shape (N, *latent_shape)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
@@ -109,5 +145,5 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images (decoder means) from z ~ N(0, I)."""
         device = next(self.parameters()).device
-        z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
         return torch.sigmoid(self.decode(z))

@@ -144,10 +144,13 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int],
-                  environment: dict[str, str] | None = None) -> None:
+                  environment: dict[str, str] | None = None, final: dict[str, float] | None = None) -> None:
+    """``final``: the end-of-training measures (IWAE log-likelihood, active units, ...), a flat dict."""
     payload = {"config": config.to_dict(), "eval_sizes": sizes, "history": history}
     if environment is not None:
         payload["environment"] = environment
+    if final is not None:
+        payload["final"] = final
     write_text_atomic(run_dir / METRICS_JSON, json.dumps(payload, indent=1) + "\n")
     buffer = io.StringIO()
     rows = [flat_record(r) for r in history]
@@ -348,7 +351,7 @@ class Trainer:
                 logits, mu, logvar = model(x, noise)
                 beta = kl_weight(cfg.beta, cfg.warmup_epochs, state["step"], self.steps_per_epoch)
                 loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, beta,
-                                     self.config.model.gaussian_std)[0]
+                                     state["model"].decoder_std())[0]  # the bare model: DDP wraps it
                 global_batch = min(bs, n - i * bs)
                 # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
                 # the gradient of the global batch's mean loss, however unevenly the batch splits.

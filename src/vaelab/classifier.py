@@ -1,0 +1,230 @@
+"""A small convolutional digit classifier that scores generated images, trained once per dataset.
+
+Its penultimate features (``FEATURES`` numbers after a ReLU) give a Fréchet distance between
+generated and real images, in the spirit of FID but in vaelab's own feature space (not Inception's,
+so the figures are comparable only between vaelab runs with the same classifier). Its predictions
+score reconstructions (do they keep the digit?) and samples (are all digits generated?).
+
+The trained weights are cached per user in ``$VAELAB_CLASSIFIER_DIR``, else
+``$XDG_CACHE_HOME/vaelab/classifiers`` (``~/.cache/vaelab/classifiers``), in a file named by the
+dataset and a hash of the training recipe and the training data, so a changed recipe or different
+IDX files never reuse a stale classifier. Training holds an exclusive lock on the cache entry and
+the file appears by atomic rename: studies started side by side train it once and never read a
+torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import NUM_CLASSES, Dataset
+from .errors import CheckpointError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the atomic rename still keeps the cache file whole
+    fcntl = None
+
+CLASSIFIER_FORMAT = "vaelab-classifier"
+CLASSIFIER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """Everything that decides the trained weights; its hash names the cache file."""
+
+    epochs: int = 3  # two reach 99.03-99.21% depending on the seed; three 99.26-99.32% (README)
+    batch_size: int = 128
+    lr: float = 4e-3  # peak of the one-cycle schedule
+    channels: tuple[int, int] = (16, 32)
+    features: int = 128  # width of the penultimate layer, the feature space of the Fréchet distance
+    seed: int = 0
+    train_size: int | None = None  # None: the whole training split; tests use a slice
+
+    def key(self) -> str:
+        text = json.dumps({"version": CLASSIFIER_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+DEFAULT_RECIPE = ClassifierRecipe()
+
+
+class DigitClassifier(nn.Module):
+    """Two 3x3 conv + max-pool stages (28 -> 14 -> 7), a ReLU feature layer and a linear head."""
+
+    def __init__(self, recipe: ClassifierRecipe = DEFAULT_RECIPE, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        c1, c2 = recipe.channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, recipe.features), nn.ReLU(),
+        )
+        self.head = nn.Linear(recipe.features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass
+class TrainedClassifier:
+    model: DigitClassifier
+    test_accuracy: float  # on the dataset's test split
+    train_time_s: float  # wall time of the training that made it (on the machine that trained it)
+    path: Path | None  # the cache file, or None when not cached
+    trained_now: bool = False  # trained by this call rather than read from the cache
+
+
+@torch.no_grad()
+def features_and_logits(model: DigitClassifier, images: torch.Tensor, batch_size: int = 2000):
+    """Penultimate features (N, FEATURES) and logits (N, classes) of float images in [0, 1]."""
+    model.eval()
+    device = next(model.parameters()).device
+    features, logits = [], []
+    for start in range(0, len(images), batch_size):
+        h = model.body(images[start : start + batch_size].to(device))
+        features.append(h)
+        logits.append(model.head(h))
+    return torch.cat(features), torch.cat(logits)
+
+
+def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    _, logits = features_and_logits(model, images)
+    return (logits.argmax(1).cpu() == labels.cpu()).double().mean().item()
+
+
+def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device).unsqueeze(1).float().div_(255.0)
+
+
+def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.device,
+                     progress: bool = False) -> DigitClassifier:
+    """Adam with a one-cycle learning rate: >= 99% test accuracy on MNIST after three epochs (README)."""
+    x = as_float_images(dataset.train.images, device)
+    y = dataset.train.labels.to(device)
+    if recipe.train_size is not None:
+        x, y = x[: recipe.train_size], y[: recipe.train_size]
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(recipe.seed)
+        model = DigitClassifier(recipe).to(device)
+    steps_per_epoch = -(-len(x) // recipe.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
+                                                   total_steps=recipe.epochs * steps_per_epoch)
+    order_rng = torch.Generator().manual_seed(recipe.seed)
+    model.train()
+    with tqdm(total=recipe.epochs * len(x), unit="img", unit_scale=True, desc="digit classifier",
+              disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for _ in range(recipe.epochs):
+            order = torch.randperm(len(x), generator=order_rng).to(device)
+            for i in range(steps_per_epoch):
+                batch = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+                loss = F.cross_entropy(model(x[batch]), y[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                bar.update(len(batch))
+    return model.eval()
+
+
+# -- the per-user cache ------------------------------------------------------------------------
+
+
+def classifier_cache_dir() -> Path:
+    from_env = os.environ.get("VAELAB_CLASSIFIER_DIR", "")
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg_cache) if os.path.isabs(xdg_cache) else Path.home() / ".cache"  # XDG: ignore relative
+    return cache / "vaelab" / "classifiers"
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """Hash of the pixels and labels, so two different IDX directories never share a classifier."""
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.test):
+        digest.update(split.images.contiguous().numpy().tobytes())
+        digest.update(split.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_path(dataset: Dataset, recipe: ClassifierRecipe, directory: Path) -> Path:
+    key = hashlib.sha256(f"{recipe.key()}:{data_fingerprint(dataset)}".encode()).hexdigest()[:16]
+    return directory / f"{dataset.name}-{key}.pt"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Block until this process alone may train the classifier cached at ``path``."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _save_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load(path: Path, recipe: ClassifierRecipe, device: torch.device) -> TrainedClassifier:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("format") != CLASSIFIER_FORMAT:
+            raise ValueError("not a vaelab classifier")
+        model = DigitClassifier(recipe)
+        model.load_state_dict(saved["model"])
+    except Exception as exc:  # torch raises many types for a foreign or corrupt file
+        raise CheckpointError(
+            f"{path}: the cached digit classifier is unreadable ({type(exc).__name__}: {exc}). Delete the file "
+            "and vaelab will train it again."
+        ) from None
+    return TrainedClassifier(model.to(device).eval(), saved["test_accuracy"], saved["train_time_s"], path)
+
+
+def load_or_train_classifier(dataset: Dataset, device: torch.device | str = "cpu",
+                             recipe: ClassifierRecipe = DEFAULT_RECIPE, directory: Path | None = None,
+                             progress: bool = False) -> TrainedClassifier:
+    """The cached classifier for ``dataset`` and ``recipe``, training and caching it the first time."""
+    device = torch.device(device)
+    directory = Path(directory) if directory is not None else classifier_cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = cache_path(dataset, recipe, directory)
+    if path.exists():
+        return _load(path, recipe, device)
+    with _exclusive(path):
+        if path.exists():  # another process trained it while this one waited for the lock
+            return _load(path, recipe, device)
+        start = time.perf_counter()
+        model = train_classifier(recipe, dataset, device, progress)
+        train_time_s = time.perf_counter() - start
+        test_accuracy = accuracy(model, as_float_images(dataset.test.images, device), dataset.test.labels)
+        _save_atomic(path, {
+            "format": CLASSIFIER_FORMAT, "recipe": dataclasses.asdict(recipe), "dataset": dataset.name,
+            "model": model.state_dict(), "test_accuracy": test_accuracy, "train_time_s": train_time_s,
+        })
+    return TrainedClassifier(model, test_accuracy, train_time_s, path, trained_now=True)

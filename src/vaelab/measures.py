@@ -1,0 +1,230 @@
+"""End-of-training measures beyond MSE / SSIM / PSNR: how good a generative model the VAE is and
+how well organised its latent space is.
+
+- IWAE log-likelihood (Burda et al. 2016): log p(x) >= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),
+  z_k ~ q(z|x). K = 1 is the ELBO; the bound tightens as K grows and reaches log p(x) as K -> inf.
+- Active units (Burda et al. 2016): latent unit u is active if Cov_x(E_q[z_u]) > 0.01 over the test set.
+- Latent probe: a k-nearest-neighbour digit classifier fitted on the posterior means of a fixed
+  subset of the training set and scored on the test set's.
+- Generation score, with vaelab's own digit classifier (classifier.py): the Fréchet distance between
+  its penultimate features of prior samples and of the test set, its accuracy on reconstructions of
+  the test set, and the entropy of its predicted-class histogram over the samples (log 10 when every
+  digit is generated equally often).
+
+All of them are deterministic functions of the weights: every random draw comes from a generator
+seeded afresh, so the training run's random streams are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .classifier import TrainedClassifier, features_and_logits, load_or_train_classifier
+from .config import RunConfig
+from .data import NUM_CLASSES, Dataset
+from .losses import reconstruction_nll
+from .models import VAE
+from .training import BINARIZE_SEED, EvalPoint, Hook, as_float_images, binarized
+
+DEFAULT_IWAE_K = 32  # ~4 s of one CPU core for 10,000 test images with the default mlp (README)
+IWAE_SEED = 4321
+IWAE_ROWS = 8192  # images x samples decoded at once
+ACTIVE_UNIT_THRESHOLD = 0.01
+PROBE_TRAIN_SIZE = 10_000
+PROBE_SUBSET_SEED = 1
+PROBE_NEIGHBOURS = 5
+GENERATED_SAMPLES = 10_000
+SAMPLE_SEED = 777
+LOG_2PI = math.log(2 * math.pi)
+
+
+# -- IWAE ----------------------------------------------------------------------------------------
+
+
+def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k samples per image: shape (k, N)."""
+    mu, logvar = model.encode(x)
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    logits = model.decode(z.flatten(0, 1))
+    repeated = x.expand(k, *x.shape).flatten(0, 1)
+    log_px_z = -reconstruction_nll(logits, repeated, model.config.likelihood, model.decoder_std()).view(k, len(x))
+    log_pz = -0.5 * (z.pow(2) + LOG_2PI).flatten(2).sum(2)
+    log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).flatten(2).sum(2)  # (z - mu) / sigma is eps exactly
+    return log_px_z + log_pz - log_qz
+
+
+@torch.no_grad()
+def iwae_log_likelihood(model: VAE, images: torch.Tensor, k: int = DEFAULT_IWAE_K, seed: int = IWAE_SEED,
+                        rows: int = IWAE_ROWS) -> torch.Tensor:
+    """The K-sample IWAE bound on log p(x) of each image (nats, float64, on the CPU).
+
+    ``images`` are floats in [0, 1], (N, 1, 28, 28), on the model's device.
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    per_batch = max(1, rows // k)
+    out = []
+    for start in range(0, len(images), per_batch):
+        log_w = log_importance_weights(model, images[start : start + per_batch], k, generator).double()
+        out.append((torch.logsumexp(log_w, dim=0) - math.log(k)).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def iwae_each_epoch(test_images: torch.Tensor, k: int = DEFAULT_IWAE_K) -> Hook:
+    """A trainer hook adding ``test_iwae_log_likelihood`` (mean nats) to each whole-epoch record."""
+
+    def hook(point: EvalPoint) -> None:
+        if float(point.record["epoch"]).is_integer():
+            value = iwae_log_likelihood(point.model, test_images, k).mean().item()
+            point.record["test_iwae_log_likelihood"] = value
+
+    return hook
+
+
+# -- latent space --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """E_q[z] of each image, flattened to (N, latent units), on the CPU."""
+    return torch.cat([model.encode(images[i : i + batch_size])[0].flatten(1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """How many units have Cov_x(E_q[z_u]) > threshold; ``mu`` is (N, units) of posterior means."""
+    return int((mu.double().var(dim=0, unbiased=False) > threshold).sum())
+
+
+def probe_accuracy(train_mu: torch.Tensor, train_labels: torch.Tensor, test_mu: torch.Tensor,
+                   test_labels: torch.Tensor, neighbours: int = PROBE_NEIGHBOURS) -> float:
+    """Test accuracy of a k-NN classifier on posterior means (Euclidean, so inactive units, which
+    barely vary, barely count)."""
+    from sklearn.neighbors import KNeighborsClassifier  # imported here: slow, and only needed after training
+
+    probe = KNeighborsClassifier(n_neighbors=neighbours).fit(train_mu.numpy(), train_labels.numpy())
+    return float(probe.score(test_mu.numpy(), test_labels.numpy()))
+
+
+def probe_subset(n_train: int, size: int = PROBE_TRAIN_SIZE) -> torch.Tensor:
+    return torch.randperm(n_train, generator=torch.Generator().manual_seed(PROBE_SUBSET_SEED))[: min(size, n_train)]
+
+
+# -- generation score ----------------------------------------------------------------------------
+
+
+def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of (N, D) features, in float64."""
+    f = np.asarray(features, dtype=np.float64)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """||m_a - m_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)), the squared 2-Wasserstein distance of two
+    Gaussians.
+
+    Tr (C_a C_b)^(1/2) is computed as the sum of square roots of the eigenvalues of the symmetric
+    PSD matrix C_a^(1/2) C_b C_a^(1/2) (same spectrum as C_a C_b), which stays real where a
+    general matrix square root picks up imaginary round-off.
+    """
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    distance = float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+    return max(distance, 0.0)
+
+
+def class_entropy(predictions: torch.Tensor, num_classes: int = NUM_CLASSES) -> float:
+    """Entropy (nats) of the histogram of predicted classes; log(num_classes) for a uniform one."""
+    p = torch.bincount(predictions.cpu(), minlength=num_classes).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log()).sum())
+
+
+@torch.no_grad()
+def prior_samples(model: VAE, n: int = GENERATED_SAMPLES, seed: int = SAMPLE_SEED,
+                  batch_size: int = 2000) -> torch.Tensor:
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.cat([model.sample(min(batch_size, n - i), generator) for i in range(0, n, batch_size)])
+
+
+@torch.no_grad()
+def reconstructions(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    return torch.cat([model.reconstruct(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+# -- all of them, once per run -------------------------------------------------------------------
+
+
+def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: TrainedClassifier,
+                   iwae_k: int = DEFAULT_IWAE_K) -> tuple[dict[str, float], dict[str, float]]:
+    """(measures, seconds each took). The test images are scored exactly as the trainer scores them
+    (binarised with the same fixed draw under --binarize); the Fréchet distance compares samples
+    with the grey test images, the data the model imitates."""
+    model.eval()
+    device = next(model.parameters()).device
+    seconds: dict[str, float] = {}
+    grey_test = as_float_images(dataset.test.images, device)
+    test_x = binarized(grey_test, BINARIZE_SEED + 1) if config.data.binarize else grey_test
+    subset = probe_subset(len(dataset.train))
+    train_x, train_labels = as_float_images(dataset.train.images[subset], device), dataset.train.labels[subset]
+    if config.data.binarize:
+        train_x = binarized(train_x, BINARIZE_SEED + 2)
+
+    start = time.perf_counter()
+    iwae = iwae_log_likelihood(model, test_x, iwae_k).mean().item()
+    seconds["iwae"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    test_mu = posterior_means(model, test_x)
+    units = active_units(test_mu)
+    seconds["active_units"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    probe = probe_accuracy(posterior_means(model, train_x), train_labels, test_mu, dataset.test.labels)
+    seconds["probe"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    clf = classifier.model.to(device)
+    sample_features, sample_logits = features_and_logits(clf, prior_samples(model))
+    test_features, _ = features_and_logits(clf, grey_test)
+    fd = frechet_distance(*feature_statistics(sample_features.cpu()), *feature_statistics(test_features.cpu()))
+    _, recon_logits = features_and_logits(clf, reconstructions(model, test_x))
+    recon_accuracy = (recon_logits.argmax(1).cpu() == dataset.test.labels).double().mean().item()
+    entropy = class_entropy(sample_logits.argmax(1))
+    seconds["generation"] = time.perf_counter() - start
+
+    measures: dict[str, Any] = {
+        "iwae_log_likelihood": iwae,
+        "iwae_k": iwae_k,
+        "active_units": units,
+        "latent_units": test_mu.shape[1],
+        "probe_accuracy": probe,
+        "fd_classifier": fd,
+        "recon_class_accuracy": recon_accuracy,
+        "sample_class_entropy": entropy,
+        "classifier_test_accuracy": classifier.test_accuracy,
+    }
+    return measures, seconds
+
+
+def measure_run(run_dir: Path, dataset: Dataset, device: torch.device | str = "cpu", iwae_k: int = DEFAULT_IWAE_K,
+                progress: bool = False) -> tuple[dict[str, float], dict[str, float], TrainedClassifier]:
+    """The final measures of a run directory's trained model (training the digit classifier the
+    first time it is needed); returns (measures, seconds each took, the classifier)."""
+    model, config = load_model(run_dir, device)
+    classifier = load_or_train_classifier(dataset, device, progress=progress)
+    measures, seconds = final_measures(model, config, dataset, classifier, iwae_k)
+    return measures, seconds, classifier

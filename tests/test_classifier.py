@@ -1,0 +1,105 @@
+import threading
+
+import pytest
+import torch
+
+from vaelab import classifier as classifier_module
+from vaelab.classifier import (
+    DEFAULT_RECIPE,
+    ClassifierRecipe,
+    DigitClassifier,
+    accuracy,
+    cache_path,
+    classifier_cache_dir,
+    features_and_logits,
+    load_or_train_classifier,
+)
+from vaelab.data import Dataset, ImageSplit
+from vaelab.errors import CheckpointError
+from vaelab.training import as_float_images
+
+TINY = ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16)
+
+
+def small_mnist(mnist, n_train=1024, n_test=500) -> Dataset:
+    return Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:n_train], mnist.train.labels[:n_train]),
+                   ImageSplit(mnist.test.images[:n_test], mnist.test.labels[:n_test]))
+
+
+def test_features_are_the_penultimate_layer_and_logits_follow_from_them():
+    model = DigitClassifier(ClassifierRecipe(features=24))
+    x = torch.rand(5, 1, 28, 28)
+    features, logits = features_and_logits(model, x, batch_size=2)
+    assert features.shape == (5, 24) and logits.shape == (5, 10) and (features >= 0).all()
+    assert torch.allclose(logits, model.head(features), atol=1e-6)
+    assert torch.allclose(logits, model.eval()(x), atol=1e-5)
+
+
+def test_the_tiny_session_classifier_learned_something(tiny_classifier, mnist):
+    x = as_float_images(mnist.test.images[:1000], torch.device("cpu"))
+    assert accuracy(tiny_classifier.model, x, mnist.test.labels[:1000]) > 0.8
+    assert 0.8 < tiny_classifier.test_accuracy <= 1
+
+
+def test_trains_once_then_reads_the_cache(mnist, tmp_path, monkeypatch):
+    data = small_mnist(mnist)
+    first = load_or_train_classifier(data, "cpu", TINY, tmp_path)
+    assert first.trained_now and first.path.parent == tmp_path and first.path.name.startswith("mnist-")
+    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("trained again"))
+    second = load_or_train_classifier(data, "cpu", TINY, tmp_path)
+    assert not second.trained_now and second.test_accuracy == first.test_accuracy
+    for name, weight in first.model.state_dict().items():
+        assert torch.equal(weight, second.model.state_dict()[name]), name
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [first.path.name]
+
+
+def test_cache_file_names_change_with_the_recipe_and_the_data(mnist, tmp_path):
+    data = small_mnist(mnist)
+    other_data = small_mnist(mnist, n_train=1000)
+    names = {cache_path(data, TINY, tmp_path), cache_path(data, DEFAULT_RECIPE, tmp_path),
+             cache_path(data, ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16, seed=1),
+                        tmp_path),
+             cache_path(other_data, TINY, tmp_path)}
+    assert len(names) == 4
+    assert cache_path(data, ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16),
+                      tmp_path) == cache_path(data, TINY, tmp_path)
+
+
+def test_concurrent_callers_train_it_only_once(mnist, tmp_path, monkeypatch):
+    data = small_mnist(mnist)
+    calls = []
+    real_train = classifier_module.train_classifier
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(classifier_module, "train_classifier", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load_or_train_classifier(data, "cpu", TINY, tmp_path)))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(results) == 3
+    assert sum(r.trained_now for r in results) == 1
+    assert len({r.test_accuracy for r in results}) == 1
+
+
+def test_a_corrupt_cache_file_is_a_clear_error_naming_it(mnist, tmp_path):
+    data = small_mnist(mnist)
+    path = cache_path(data, TINY, tmp_path)
+    path.write_bytes(b"torn file")
+    with pytest.raises(CheckpointError, match=path.name):
+        load_or_train_classifier(data, "cpu", TINY, tmp_path)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAELAB_CLASSIFIER_DIR", str(tmp_path / "mine"))
+    assert classifier_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("VAELAB_CLASSIFIER_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert classifier_cache_dir() == tmp_path / "xdg" / "vaelab" / "classifiers"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # invalid per the XDG spec: ignored
+    assert classifier_cache_dir() == classifier_module.Path.home() / ".cache" / "vaelab" / "classifiers"
