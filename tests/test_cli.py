@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -110,11 +111,12 @@ def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skippe
 def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeypatch, tmp_path):
     configs = []
 
-    def fake_train_one(config, run_dir, opts):
+    def fake_train_one(config, run_dir, opts, ddp=None):
         configs.append(config)
         return [{"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}]
 
     monkeypatch.setattr("vaelab.cli.train_one", fake_train_one)
+    monkeypatch.setattr("vaelab.cli.build_report", lambda study_dir: SimpleNamespace(html=study_dir / "report.html"))
     assert invoke("train", "--preset", "original", "-z", "16", "--run-dir", str(tmp_path / "a")).exit_code == 0
     assert invoke("study", "--preset", "original", "-z", "2", "--beta", "0.5", "--warmup-epochs", "2",
                   "--study-dir", str(tmp_path / "b")).exit_code == 0

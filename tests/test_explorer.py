@@ -191,3 +191,17 @@ def test_load_explorer_reports_missing_and_broken_checkpoints(serve_study, tmp_p
     (broken / "checkpoint.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="checkpoint.pt"):
         load_explorer(broken)
+
+
+def test_load_explorer_refuses_a_spatial_latent_run_clearly(tmp_path):
+    from vaelab.checkpoint import save_checkpoint
+    from vaelab.config import ModelConfig, RunConfig
+    from vaelab.models import VAE
+
+    config = RunConfig(model=ModelConfig(arch="conv-spatial", latent_dim=2, likelihood="gaussian"))
+    model = VAE(config.model)
+    config.save(tmp_path / "config.json")
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": config.to_dict(), "model": model.state_dict(),
+                                                 "optimizer": {}, "epoch": 1, "step": 1, "history": []})
+    with pytest.raises(VaelabError, match="spatial latent \\(2x7x7"):
+        load_explorer(tmp_path)

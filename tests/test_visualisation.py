@@ -269,3 +269,16 @@ def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
                               catch_exceptions=False)
     assert bare.exit_code == 0 and not (tmp_path / "bare" / "frames").exists()
     assert not (tmp_path / "bare" / "metrics.png").exists()
+
+
+def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path):
+    config = RunConfig(data=DataConfig(train_eval_size=64),
+                       model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),
+                       train=TrainConfig(epochs=1, batch_size=64, device="cpu", evals_in_first_epoch=1))
+    trainer = Trainer(config, small_slice(mnist, n_train=128, n_test=100), tmp_path, progress=False)
+    trainer.hooks.append(ArtifactRecorder(tmp_path, trainer.test_x, trainer.test_labels, per_class=5))
+    trainer.run()
+    assert load_frames(tmp_path)[-1].mu.shape[1] == 2 * 7 * 7  # the latent map, flattened
+    written = render_run_artifacts(tmp_path, "pca")
+    assert {"samples.png", "interpolations.png", "latent_space.gif"} <= set(written)
+    assert "manifold.png" not in written  # 2 channels at 7x7 is not a plane to map

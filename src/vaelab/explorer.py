@@ -160,6 +160,10 @@ def load_run_files(name: str, path: Path) -> tuple[VAE, RunConfig, dict[str, Any
     if not path.is_dir():
         raise CheckpointError(f"{path}: run {name} is listed but its directory is missing.")
     model, config = load_model(path)
+    if len(model.latent_shape) != 1:
+        shape = "x".join(map(str, model.latent_shape))
+        raise VaelabError(f"{path}: run {name} has a spatial latent ({shape}, arch {config.model.arch}); the "
+                          "explorer's sliders need a latent vector, so serve cannot show it.")
     state = load_checkpoint(find_checkpoint(path))  # for how far it trained and its last test loss
     return model, config, state
 

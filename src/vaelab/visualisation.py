@@ -562,8 +562,7 @@ def render_metrics(run_dir: Path, history: Sequence[dict[str, Any]], latent_dim:
 @torch.no_grad()
 def render_samples(run_dir: Path, model: VAE, seed: int = SAMPLES_SEED) -> Path:
     generator = torch.Generator().manual_seed(seed)
-    z = torch.randn((64, model.latent_dim), generator=generator)
-    images = torch.sigmoid(model.decode(z))[:, 0].numpy()
+    images = model.sample(64, generator)[:, 0].numpy()  # z of the model's latent shape (a 7x7 map for conv-spatial)
     fig = _figure(6.4, 6.9)
     ax = fig.add_subplot()
     ax.imshow(_image_grid(images, 8, 8), cmap="gray", vmin=0, vmax=1)
@@ -582,7 +581,7 @@ def render_interpolations(run_dir: Path, model: VAE, frame: Frame) -> Path:
     pairs = [(by_label[a], by_label[b]) for a, b in INTERPOLATION_PAIRS if a in by_label and b in by_label]
     digits = torch.from_numpy(frame.digits).unsqueeze(1)
     mu, _ = model.encode(digits)
-    t = torch.linspace(0, 1, INTERPOLATION_STEPS).unsqueeze(1)
+    t = torch.linspace(0, 1, INTERPOLATION_STEPS).view(-1, *[1] * (mu.dim() - 1))  # broadcasts over any latent shape
     fig = _figure(1.0 * (INTERPOLATION_STEPS + 2) + 0.6, 1.05 * len(pairs) + 1.0)
     axes = fig.subplots(len(pairs), INTERPOLATION_STEPS + 2, squeeze=False,
                         gridspec_kw={"wspace": 0.05, "hspace": 0.08})
@@ -820,7 +819,7 @@ def render_run_artifacts(run_dir: str | Path, projection: str | None = None) -> 
         written["samples.png"] = render_samples(run_dir, model)
         if frames:
             written["interpolations.png"] = render_interpolations(run_dir, model, frames[-1])
-        if latent_dim == 2:
+        if model.latent_shape == (2,):  # not a spatial latent of 2 channels
             written["manifold.png"] = render_manifold(run_dir, model, frames[-1] if frames else None)
     else:
         model = VAE(config.model)  # untrained, but the same shapes: enough for the architecture
