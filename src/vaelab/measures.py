@@ -173,7 +173,6 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     """(measures, seconds each took). The test images are scored exactly as the trainer scores them
     (binarised with the same fixed draw under --binarize); the Fréchet distance compares samples
     with the grey test images, the data the model imitates."""
-    model.eval()
     device = next(model.parameters()).device
     seconds: dict[str, float] = {}
     grey_test = as_float_images(dataset.test.images, device)
