@@ -97,6 +97,21 @@ def test_markdown_table_rounds_the_same_numbers(study):
     assert rows[INTERRUPTED]["epochs"].endswith(f"of {EPOCHS}")
 
 
+def test_every_final_measure_becomes_a_column(study, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    metrics_path = copy / "latent_2" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["final"] = {"iwae_nll": 123.456, "active_units": 2}
+    metrics_path.write_text(json.dumps(metrics))
+    build_report(copy)
+    rows = {int(r["latent_dim"]): r for r in csv.DictReader((copy / "final_metrics.csv").open())}
+    assert float(rows[2]["iwae_nll"]) == 123.456 and float(rows[2]["active_units"]) == 2
+    assert rows[4]["iwae_nll"] == "" and rows[INTERRUPTED]["active_units"] == ""
+    assert markdown_rows(copy)[2]["iwae nll"] == "123.5"
+    assert "<th>active units</th>" in (copy / "report.html").read_text()
+
+
 def reading_of(study: Path) -> dict[str, str]:
     return dict(build_report(study).reading)
 
