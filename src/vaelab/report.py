@@ -624,7 +624,7 @@ def run_section(study_dir: Path, run: Run, colour: str) -> str:
     blocks = [figures_block(study_dir, run, specs, missing) for specs in figure_specs]
     chips = [f"epoch {epoch_text(run.epochs_done)} of {run.epochs_planned}" if not run.finished
              else f"{run.epochs_planned} epoch{'s' if run.epochs_planned != 1 else ''}",
-             duration(run.wall_time_s), run.environment.get("device", ""),
+             duration(run.wall_time_s), device_text(run) if run.environment else "",
              f"test −ELBO {run.test('loss'):.2f}", f"MSE {run.test('mse'):.4f}"]
     chip_html = "".join(f'<span{" class=warn" if i == 0 and not run.finished else ""}>{esc(c)}</span>'
                         for i, c in enumerate(chips) if c)
@@ -691,6 +691,15 @@ def settings_html(runs: Sequence[Run]) -> tuple[str, list[tuple[str, str]]]:
     return f'<div class="settings">{"".join(columns)}</div>', differing
 
 
+def device_text(run: Run) -> str:
+    """The device a run trained on; "cuda:0 × 4 processes" for a data-parallel run."""
+    device = run.environment.get("device")
+    if device is None:
+        return f"{run.config['train'].get('device', '?')} (not recorded)"
+    processes = int(run.environment.get("processes", 1))
+    return device if processes == 1 else f"{device} × {processes} processes"
+
+
 def setup_section(study: Study) -> str:
     runs = study.runs
     data = runs[0].config.get("data", {})
@@ -698,8 +707,7 @@ def setup_section(study: Study) -> str:
         ("dataset", str(data.get("dataset", "?"))),
         ("data directory", same_or_each(runs, lambda r: r.environment.get("data_dir")
                                         or r.config.get("data", {}).get("data_dir") or "default (not recorded)")),
-        ("device", same_or_each(runs, lambda r: r.environment.get("device")
-                                or f"{r.config['train'].get('device', '?')} (not recorded)")),
+        ("device", same_or_each(runs, device_text)),
         ("torch", same_or_each(runs, lambda r: r.environment.get("torch", "not recorded"))),
         ("vaelab", same_or_each(runs, lambda r: str(r.config.get("vaelab_version", "?")))),
         ("latent sizes", ", ".join(str(r.latent_dim) for r in runs)),

@@ -216,7 +216,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
         # Where and with what the latest session ran, for the study report.
-        self.environment = {"device": str(self.device), "torch": torch.__version__, "data_dir": str(dataset.root)}
+        self.environment = {"device": str(self.device), "processes": str(self.world_size), "torch": torch.__version__,
+                            "data_dir": str(dataset.root)}
 
     # -- state -----------------------------------------------------------------------------------
 
