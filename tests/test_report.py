@@ -1,4 +1,5 @@
-"""The study report, built from tiny real trainings: two finished latent sizes and one interrupted run."""
+"""The study report, built from tiny real trainings: two finished latent sizes and one interrupted run,
+with the per-run frames and figures that ``vaelab study`` makes."""
 
 import csv
 import json
@@ -15,8 +16,9 @@ from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
 from vaelab.evaluation import METRICS
-from vaelab.report import build_report
+from vaelab.report import build_report, redraw_stale_figures, runs_with_stale_figures
 from vaelab.training import Trainer
+from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
 FINISHED, INTERRUPTED = (2, 4), 8
 EPOCHS = 1
@@ -47,11 +49,18 @@ def study(mnist, tmp_path_factory) -> Path:
     data = Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:1024], mnist.train.labels[:1024]),
                    ImageSplit(mnist.test.images[:500], mnist.test.labels[:500]))
     root = tmp_path_factory.mktemp("study")
-    for z in FINISHED:
-        Trainer(tiny_config(z), data, root / f"latent_{z}", progress=False).run()
-    with pytest.raises(Crash):
-        Trainer(tiny_config(INTERRUPTED), data, root / f"latent_{INTERRUPTED}", hooks=[crash_at(CRASH_AT_POINT)],
-                progress=False).run()
+
+    def trainer(z: int, *hooks) -> Trainer:
+        run_dir = root / f"latent_{z}"
+        made = Trainer(tiny_config(z), data, run_dir, progress=False)
+        made.hooks += [*hooks, ArtifactRecorder(run_dir, made.test_x, made.test_labels, per_class=20)]
+        return made
+
+    for z in FINISHED:  # as 'vaelab study' does: frames while training, figures at the end
+        trainer(z).run()
+        render_run_artifacts(root / f"latent_{z}", "pca")
+    with pytest.raises(Crash):  # killed: frames and metrics so far, no checkpoint, no figures
+        trainer(INTERRUPTED, crash_at(CRASH_AT_POINT)).run()
     (root / "study.json").write_text(json.dumps({"latent_dims": [*FINISHED, INTERRUPTED]}))
     build_report(root)
     return root
@@ -162,9 +171,14 @@ def test_page_links_only_files_that_exist_by_relative_paths(study):
     for link in page.srcs + [h for h in page.hrefs if not h.startswith("#")]:
         assert not link.startswith(("/", "file:", "http")), link
         assert (study / link).is_file(), link
-    missing_gif = not (study / "latent_2" / "latent_space.gif").exists()
-    if missing_gif:  # figures a run does not have are named in a note, not linked
-        assert "Not in latent_2/ (yet): latent_space.gif" in (study / "report.html").read_text()
+    for z in FINISHED:
+        for name in ("latent_space.gif", "reconstructions.gif", "metrics.png", "samples.png", "interpolations.png",
+                     "architecture.png"):
+            assert f"latent_{z}/{name}" in page.srcs
+    assert "latent_2/manifold.png" in page.srcs and "latent_4/manifold.png" not in page.srcs
+    assert not any(src.startswith(f"latent_{INTERRUPTED}/") for src in page.srcs)
+    # figures a run does not have are named in a note, not linked
+    assert f"Not in latent_{INTERRUPTED}/ (yet): latent_space.gif" in (study / "report.html").read_text()
 
 
 def test_cli_report_rebuilds_everything_without_retraining(study, tmp_path):
@@ -176,6 +190,10 @@ def test_cli_report_rebuilds_everything_without_retraining(study, tmp_path):
     before = checkpoint.stat().st_mtime_ns
     result = CliRunner().invoke(cli, ["report", str(copy)])
     assert result.exit_code == 0, result.output
+    # only the interrupted run's figures were out of date; the finished runs' were left alone
+    assert f"latent_{INTERRUPTED}: redrawn" in result.output and "latent_2:" not in result.output
+    assert (copy / f"latent_{INTERRUPTED}" / "latent_space.gif").exists()
+    assert runs_with_stale_figures(copy) == []
     assert "Reconstruction: Latent size" in result.output
     for name in ("report.html", "comparison.png", "final_metrics.csv", "final_metrics.md"):
         assert (copy / name).stat().st_size > 0, name
@@ -198,11 +216,17 @@ def test_a_directory_without_results_is_a_clear_error(tmp_path):
 
 
 def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
+    built = tmp_path / "built"
+    shutil.copytree(study, built)
+    redraw_stale_figures(built)  # the interrupted run's figures too, as 'vaelab report' does
+    build_report(built)
     moved = tmp_path / "moved" / "elsewhere"
-    shutil.copytree(study, moved)  # the page must not depend on where it was built
+    shutil.move(built, moved)  # the page must not depend on where it was built
     page.goto((moved / "report.html").as_uri(), wait_until="load")
     images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])")
-    assert images and all(width > 0 for _, width in images), images
+    # comparison + latent 2 (7 with the manifold) + latent 4 (6) + the interrupted run (no checkpoint: 2 GIFs,
+    # metrics and architecture)
+    assert len(images) == 1 + 7 + 6 + 4 and all(width > 0 for _, width in images), images
     assert page.errors == []
     assert page.locator("#final-table tbody tr").count() == len(FINISHED) + 1
     shot = tmp_path / "report.png"

@@ -22,7 +22,7 @@ from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
 from .config import (ARCHITECTURES, LIKELIHOODS, PROJECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
                      write_text_atomic)
 from .errors import VaelabError
-from .report import build_report
+from .report import build_report, redraw_stale_figures
 from .measures import DEFAULT_IWAE_K
 
 DEFAULT_STUDY_DIR = Path("runs/study")
@@ -316,11 +316,17 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
 
 @cli.command()
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def report(study_dir: Path) -> None:
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="First redraw the figures of runs whose recorded frames are newer than them (runs interrupted "
+                   "or still training).")
+def report(study_dir: Path, figures: bool) -> None:
     """Rebuild STUDY_DIR's comparison plot, final tables and report.html from its runs, without retraining.
 
     Works on runs that are still training or were interrupted: each shows its latest evaluation point.
     """
+    if figures:
+        for run_dir, outcome in redraw_stale_figures(study_dir).items():
+            click.echo(f"figures of {run_dir}: {outcome}")
     built = build_report(study_dir)
     click.echo("\n".join(f"{topic}: {text}" for topic, text in built.reading))
     click.echo(f"\nwrote {built.comparison}, {built.csv.name}, {built.markdown.name}")

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from . import __version__
 from .checkpoint import CONFIG_NAME
 from .config import write_text_atomic
-from .errors import ReportError
+from .errors import ReportError, VaelabError
 from .evaluation import METRICS
 from .training import METRICS_JSON
 
@@ -309,6 +309,8 @@ def final_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
@@ -512,12 +514,13 @@ ANIMATIONS = (
     (("latent_space.gif", "latent_space.png"), "Test-set latent space during training"),
     (("reconstructions.gif", "reconstructions.png"), "Fixed test digits (top) and their reconstructions"),
 )
-TRAINING_FIGURES = ((("metrics.png",), "Train and test metrics against epoch"),)
+TRAINING_FIGURE = (("metrics.png",), "Train and test metrics against epoch")
 GENERATION_FIGURES = (
     (("samples.png",), "64 samples from the prior"),
     (("interpolations.png",), "Interpolations through latent space between test digits"),
 )
-MANIFOLD_FIGURE = (("manifold.png",), "Decoded latent manifold over the Gaussian's quantiles")
+MANIFOLD_FIGURE = (("manifold.png",), "Decoded latent manifold over the Gaussian's quantiles, beside the latent "
+                                         "scatter")
 ARCHITECTURE_FIGURE = (("architecture.png",), "Architecture of the trained model")
 
 CSS = """
@@ -525,7 +528,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--ink);
   font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-.wrap { max-width: 1200px; margin: 0 auto; padding: 0 28px; }
+.wrap { max-width: 1320px; margin: 0 auto; padding: 0 28px; }
 header.top { background: linear-gradient(135deg, #14213d 0%, #1f4e79 100%); color: #fff; padding: 34px 0 26px; }
 header.top h1 { margin: 0 0 6px; font-size: 28px; font-weight: 650; letter-spacing: -0.01em; }
 header.top .sub { margin: 0; color: #c9d6ea; }
@@ -560,11 +563,10 @@ h2 .swatch { width: 16px; height: 16px; margin: 0; }
 .chips { display: inline-flex; flex-wrap: wrap; gap: 6px; font-size: 12.5px; font-weight: 500; }
 .chips span { background: #eef1f5; color: #39414f; border-radius: 999px; padding: 2px 10px; }
 .chips span.warn { background: #fff3d6; color: #7a5200; }
-.figs { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; margin-top: 14px; }
-.figs.one { grid-template-columns: minmax(0, 1fr); }
-@media (max-width: 820px) { .figs { grid-template-columns: minmax(0, 1fr); } }
+.figs { display: flex; flex-wrap: wrap; gap: 16px; margin-top: 14px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: 10px; background: #fff;
-  display: flex; flex-direction: column; justify-content: space-between; }
+  display: flex; flex-direction: column; flex: 1 1 0; min-width: min(100%, 300px); }
+figure > a { margin: auto 0; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 8px; text-align: center; }
 .note { color: var(--muted); font-size: 13.5px; border-left: 3px solid #d0d5dd; padding: 3px 10px; margin: 14px 0 0; }
@@ -598,8 +600,11 @@ def figure_html(study_dir: Path, run: Run, names: Sequence[str], caption: str) -
             continue
         src = quote(path.relative_to(study_dir).as_posix())
         alt = f"latent size {run.latent_dim}: {caption}"
-        return (f'<figure><img src="{src}" width="{width}" height="{height}" alt="{esc(alt)}">'
-                f"<figcaption>{esc(caption)}</figcaption></figure>")
+        # Side by side, wider images get more of the row (less than in proportion, so a tall one stays
+        # legible); clicking opens the image at full size.
+        share = (width / height) ** 0.6
+        return (f'<figure style="flex-grow:{share:.3f}"><a href="{src}"><img src="{src}" width="{width}" '
+                f'height="{height}" alt="{esc(alt)}"></a><figcaption>{esc(caption)}</figcaption></figure>')
     return None
 
 
@@ -614,13 +619,14 @@ def figures_block(study_dir: Path, run: Run, specs: Sequence[tuple[tuple[str, ..
             shown.append(block)
     if not shown:
         return ""
-    return f'<div class="figs{" one" if len(shown) == 1 else ""}">{"".join(shown)}</div>'
+    return f'<div class="figs">{"".join(shown)}</div>'
 
 
 def run_section(study_dir: Path, run: Run, colour: str) -> str:
     missing: list[str] = []
-    figure_specs = [ANIMATIONS, TRAINING_FIGURES, GENERATION_FIGURES,
-                    ((MANIFOLD_FIGURE, ARCHITECTURE_FIGURE) if run.latent_dim == 2 else (ARCHITECTURE_FIGURE,))]
+    # One row each; the manifold (latent size 2 only) needs the full width to show its digits.
+    figure_specs = [ANIMATIONS, (TRAINING_FIGURE,), GENERATION_FIGURES,
+                    *([(MANIFOLD_FIGURE,)] if run.latent_dim == 2 else []), (ARCHITECTURE_FIGURE,)]
     blocks = [figures_block(study_dir, run, specs, missing) for specs in figure_specs]
     chips = [f"epoch {epoch_text(run.epochs_done)} of {run.epochs_planned}" if not run.finished
              else f"{run.epochs_planned} epoch{'s' if run.epochs_planned != 1 else ''}",
@@ -777,8 +783,9 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
     nav = "".join(f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in
                   [("setup", "What was run"), ("final", "Final metrics"), ("reading", "Reading"),
                    ("comparison", "Comparison"), *((f"latent-{r.latent_dim}", f"Latent size {r.latent_dim}") for r in runs)])
-    comparison = (f'<section class="card" id="comparison"><h2>Comparison</h2><div class="figs one"><figure>'
-                  f'<img src="{COMPARISON_PNG}" alt="test metrics of every latent size against epoch">'
+    comparison = (f'<section class="card" id="comparison"><h2>Comparison</h2><div class="figs"><figure>'
+                  f'<a href="{COMPARISON_PNG}"><img src="{COMPARISON_PNG}" alt="test metrics of every latent size '
+                  f'against epoch"></a>'
                   f"<figcaption>Test metrics of every latent size at each evaluation point (five inside the first "
                   f"epoch, then one per epoch)</figcaption></figure></div></section>")
     reading_html = "".join(f"<p><strong>{esc(topic)}.</strong> {esc(text)}</p>" for topic, text in reading)
@@ -812,6 +819,38 @@ built {esc(built)} by vaelab {esc(__version__)}</p>
 
 
 # -- everything ----------------------------------------------------------------------------------
+
+
+def runs_with_stale_figures(study_dir: str | os.PathLike) -> list[Path]:
+    """Run directories with recorded frames newer than their figures: runs interrupted or still training,
+    whose figures are drawn only when training ends. Runs trained with --no-artifacts have no frames."""
+    from .visualisation import FRAMES_DIR
+
+    stale = []
+    for run_dir in sorted(p for p in Path(study_dir).iterdir() if p.is_dir() and RUN_DIR_PATTERN.fullmatch(p.name)):
+        frames = list((run_dir / FRAMES_DIR).glob("point_*.npz"))
+        if not frames:
+            continue
+        gif = run_dir / "latent_space.gif"
+        if not gif.exists() or max(f.stat().st_mtime_ns for f in frames) > gif.stat().st_mtime_ns:
+            stale.append(run_dir)
+    return stale
+
+
+def redraw_stale_figures(study_dir: str | os.PathLike, projection: str | None = None) -> dict[Path, str]:
+    """Draw the figures of every run whose frames are newer than them. Returns each such run directory with
+    what happened: "redrawn", or the error that kept its figures from being drawn (the report goes on)."""
+    from .visualisation import render_run_artifacts
+
+    outcome = {}
+    for run_dir in runs_with_stale_figures(study_dir):
+        try:
+            render_run_artifacts(run_dir, projection)
+            outcome[run_dir] = "redrawn"
+        except VaelabError as exc:
+            outcome[run_dir] = f"not redrawn: {exc}"
+    return outcome
+
 
 
 @dataclass
