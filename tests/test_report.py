@@ -16,7 +16,7 @@ from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
 from vaelab.evaluation import METRICS
-from vaelab.report import build_report, redraw_stale_figures, runs_with_stale_figures
+from vaelab.report import Run, Study, build_report, plain_reading, redraw_stale_figures, runs_with_stale_figures
 from vaelab.training import Trainer
 from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
@@ -235,3 +235,31 @@ def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
         Path(os.environ["VAELAB_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(os.environ["VAELAB_SCREENSHOT_DIR"]) / "report.png")
     assert shot.stat().st_size > 10_000
+
+
+def synthetic_run(latent_dim: int, losses: dict[float, float], kl: float = 5.0) -> Run:
+    """A run whose test -ELBO follows ``losses`` (epoch -> nats); the other metrics are filler."""
+    def record(epoch, loss):
+        split = {"loss": loss, "nll": loss - kl, "kl": kl, "mse": loss / 3000, "ssim": 0.5, "psnr": 15.0}
+        return {"epoch": epoch, "step": 0, "time_s": 1.0, "train": dict(split), "test": split}
+    return Run(latent_dim, Path(f"latent_{latent_dim}"), {"train": {"epochs": int(max(losses))}},
+               [record(e, v) for e, v in losses.items()], {}, {}, {})
+
+
+def test_reading_of_a_ranking_that_changes_during_training():
+    study = Study(Path("study"), [synthetic_run(2, {0.2: 190, 1.0: 160, 2.0: 150, 3.0: 145}),
+                                  synthetic_run(16, {0.2: 200, 1.0: 165, 2.0: 130, 3.0: 115})], {})
+    reading = dict(plain_reading(study))
+    assert reading["Over training"] == (
+        "The test −ELBO gap between the best and the worst latent size widened during training: 5.00 nats at "
+        "epoch 1, 30.00 nats at epoch 3. The ranking changed on the way: latent size 2 led at the first evaluation "
+        "point (epoch 0.2), and latent size 16 has led since epoch 2.")
+    assert "Latent sizes 2 and 16 still improved" in reading["Convergence"]
+
+
+def test_reading_flags_a_rising_test_elbo_and_levelled_off_runs():
+    study = Study(Path("study"), [synthetic_run(2, {1.0: 150.0, 2.0: 150.1}),
+                                  synthetic_run(4, {1.0: 140.0, 2.0: 139.9})], {})
+    convergence = dict(plain_reading(study))["Convergence"]
+    assert "For latent size 2 it rose" in convergence and "still improved" not in convergence
+    assert "+0.10 nats for latent size 2" in convergence and "−0.10 nats for latent size 4" in convergence

@@ -8,10 +8,13 @@ metrics.json and whatever figures the run's artifact hooks wrote), and writes in
     final_metrics.md    the same table, for reading
     report.html         all of the above, each run's figures and a reading of the numbers, on one page
 
-Only metrics.json is needed, never a checkpoint or a model, so a study that is still training or was
-interrupted can be reported on at any time. The page has inline CSS and no script, and it links the
-figures by paths relative to itself, so it opens from disk and keeps working when the study directory
-is moved or copied elsewhere.
+``build_report`` needs only metrics.json, never a checkpoint or a model, so a study that is still
+training or was interrupted can be reported on at any time; it shows each run's figures that exist and
+names those that do not. Figures are drawn when a run finishes, so ``vaelab report`` first calls
+``redraw_stale_figures`` for runs whose recorded frames are newer than their figures.
+
+The page has inline CSS and no script, and it links the figures by paths relative to itself, so it
+opens from disk and keeps working when the study directory is moved or copied elsewhere.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from PIL import Image, UnidentifiedImageError
 
 from . import __version__
@@ -123,7 +127,7 @@ def read_run(run_dir: Path) -> Run:
         int(config["train"]["epochs"])
     except (KeyError, TypeError, ValueError):
         raise ReportError(f"{run_dir.name}/ has no readable run config (latent size, epochs)") from None
-    final = payload.get("final") or {}
+    final = payload.get("final") if isinstance(payload.get("final"), dict) else {}
     return Run(
         latent_dim=latent_dim,
         path=run_dir,
@@ -187,6 +191,7 @@ def run_label(run: Run) -> str:
 
 # -- the comparison plot -------------------------------------------------------------------------
 
+EPOCH_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 COMPARISON_PANELS = (
     ("loss", "Test −ELBO", "nats per image · lower is better"),
     ("mse", "Test MSE", "per pixel · lower is better"),
@@ -206,11 +211,16 @@ def plot_comparison(runs: Sequence[Run], path: Path) -> None:
             ax.plot(epochs, values, color=colours[run.latent_dim], lw=2, marker="o", ms=3.5, label=run_label(run))
         ax.set_title(f"{title}  ", loc="left", fontsize=12, fontweight="bold")
         ax.set_title(unit, loc="right", fontsize=9, color="#5b6472")
+        # Log epochs, as in each run's metrics.png: the first epoch, where the curves move most, gets room.
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(EPOCH_TICKS))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, color="#e3e6eb", lw=0.8)
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(labelsize=9)
     for ax in axes[1]:
-        ax.set_xlabel("epoch", fontsize=10)
+        ax.set_xlabel("epoch (log scale)", fontsize=10)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=min(len(runs), 4), frameon=False, fontsize=10.5)
     _save_figure(fig, path)
@@ -426,6 +436,7 @@ def read_gap_over_training(runs: Sequence[Run]) -> str | None:
         return max(losses.values()) - losses[leader], leader
 
     (gap_first, lead_first), (gap_last, lead_last) = spread(first), spread(last)
+    leaders = [(epoch, spread(epoch)[1]) for epoch in epochs]
     if gap_last < 0.95 * gap_first:
         verb = "narrowed"
     elif gap_last > 1.05 * gap_first:
@@ -437,9 +448,11 @@ def read_gap_over_training(runs: Sequence[Run]) -> str | None:
     if any(run.epochs_done > last for run in runs):
         text += " (the last point every run has reached)"
     text += "."
-    if lead_first != lead_last:
-        text += (f" Latent size {lead_first} led at epoch {epoch_text(first)}; latent size {lead_last} leads at "
-                 f"epoch {epoch_text(last)}.")
+    if leaders[0][1] != lead_last:
+        since = next(epoch for i, (epoch, _) in enumerate(leaders) if all(lead == lead_last for _, lead in leaders[i:]))
+        text += (f" The ranking changed on the way: latent size {leaders[0][1]} led at the first evaluation point "
+                 f"(epoch {epoch_text(leaders[0][0])}), and latent size {lead_last} has led since epoch "
+                 f"{epoch_text(since)}.")
     return text
 
 
@@ -739,8 +752,9 @@ def setup_section(study: Study) -> str:
             f"<h3>Settings shared by every run</h3>{settings}"
             f'<h3>Runs</h3><div class="scroll"><table class="runs"><thead><tr>{header}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>"
-            f'<p class="caption">Wall time includes evaluation and figure making; "in training steps" is the '
-            f"optimisation alone.</p></section>")
+            f'<p class="caption">Wall time counts training and its evaluation points (frames recorded '
+            f'included), not the figures drawn after training; "in training steps" is the optimisation alone. '
+            f"The machine's load shows in both.</p></section>")
 
 
 def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> dict[str, float]:
