@@ -263,3 +263,18 @@ def test_reading_flags_a_rising_test_elbo_and_levelled_off_runs():
     convergence = dict(plain_reading(study))["Convergence"]
     assert "For latent size 2 it rose" in convergence and "still improved" not in convergence
     assert "+0.10 nats for latent size 2" in convergence and "−0.10 nats for latent size 4" in convergence
+
+
+def test_reading_of_the_end_of_training_measures():
+    runs = [synthetic_run(2, {1.0: 150.0}), synthetic_run(16, {1.0: 110.0})]
+    runs[0].final = {"iwae_log_likelihood": -147.5, "iwae_k": 32, "active_units": 2, "latent_units": 2,
+                     "probe_accuracy": 0.71, "fd_classifier": 40.0}
+    runs[1].final = {"iwae_log_likelihood": -105.25, "iwae_k": 32, "active_units": 9, "latent_units": 16,
+                     "probe_accuracy": 0.95, "fd_classifier": 12.5}
+    text = dict(plain_reading(Study(Path("study"), runs, {})))["Beyond reconstruction"]
+    assert "(K = 32) puts the test log-likelihood at −147.50 nats for latent size 2 and −105.25 for latent size 16" in text
+    assert "tighter than the ELBO by 2.50 and 4.75 nats" in text
+    assert "2 of 2 for latent size 2 and 9 of 16 for latent size 16" in text
+    assert "Latent size 16 leaves 7 of its units unused" in text
+    assert "most accurate for latent size 16: 71.0% for latent size 2 and 95.0% for latent size 16" in text
+    assert "look most like test digits to a digit classifier for latent size 16" in text

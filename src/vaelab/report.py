@@ -278,12 +278,31 @@ def final_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+# The end-of-training measures vaelab writes (measures.py); any other key of "final" gets a plain column.
+MEASURE_COLUMNS = {c.key: c for c in (
+    Column("iwae_log_likelihood", "IWAE log p(x)", ".2f", "high"),
+    Column("iwae_k", "IWAE K", "g"),
+    Column("active_units", "active units", "g"),
+    Column("latent_units", "latent units", "g"),
+    Column("probe_accuracy", "probe accuracy", ".3f", "high"),
+    Column("fd_classifier", "FD (classifier)", ".2f", "low"),
+    Column("recon_class_accuracy", "recon class acc.", ".3f", "high"),
+    Column("sample_class_entropy", "sample class entropy", ".3f"),
+    Column("classifier_test_accuracy", "classifier test acc.", ".4f"),
+)}
+
+
+def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
+    """A column for every "final" measure any run has, in the order they appear."""
+    fixed = {"latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
+             *(f"{s}_{m}" for s in ("test", "train") for m in METRICS)}
+    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed)
+    return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
+
+
 def final_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     """The table's columns: the fixed metrics, then every "final" measure any run has."""
-    fixed = {c.key for c in TABLE_COLUMNS} | {"latent_dim", "epochs_done", "epochs_planned", "finished",
-                                               "wall_time_s"} | {f"{s}_{m}" for s in ("test", "train") for m in METRICS}
-    extra = list(dict.fromkeys(k for row in rows for k in row if k not in fixed))
-    return [*TABLE_COLUMNS, *(Column(k, k.replace("_", " "), ".4g") for k in extra)]
+    return [*TABLE_COLUMNS, *measure_columns(rows)]
 
 
 def write_final_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -496,6 +515,44 @@ def read_progress(runs: Sequence[Run]) -> str | None:
     return text
 
 
+def read_final_measures(runs: Sequence[Run]) -> str | None:
+    """The end-of-training measures every compared run has, when training wrote them."""
+    def have(*keys: str) -> bool:
+        return all(key in run.final for run in runs for key in keys)
+
+    def each(value_of, fmt: str, unit: str = "") -> str:
+        """ "v1 unit for latent size a, v2 for latent size b and v3 for latent size c", minus signs typeset."""
+        return and_list(f"{format(value_of(r), fmt).replace('-', '−')}{unit if i == 0 else ''} for latent size "
+                        f"{r.latent_dim}" for i, r in enumerate(runs))
+
+    parts = []
+    if have("iwae_log_likelihood"):
+        k = runs[0].final.get("iwae_k")
+        parts.append(f"The importance-weighted bound{f' (K = {k:g})' if k else ''} puts the test log-likelihood at "
+                     f"{each(lambda r: r.final['iwae_log_likelihood'], '.2f', ' nats')} per image, tighter than the "
+                     f"ELBO by {and_list(format(r.final['iwae_log_likelihood'] + r.test('loss'), '.2f') for r in runs)}"
+                     " nats.")
+    if have("active_units", "latent_units"):
+        parts.append("Active latent units: " + and_list(
+            f"{r.final['active_units']:g} of {r.final['latent_units']:g} for latent size {r.latent_dim}" for r in runs)
+                     + ".")
+        idle = [r for r in runs if r.final["active_units"] < r.final["latent_units"]]
+        if idle:
+            parts.append(and_list(f"Latent size {r.latent_dim} leaves "
+                                  f"{r.final['latent_units'] - r.final['active_units']:g}" for r in idle)
+                         + " of its units unused: their posterior stays at the prior whatever the image.")
+    if len(runs) > 1 and have("probe_accuracy"):
+        best = max(runs, key=lambda r: r.final["probe_accuracy"])
+        parts.append(f"A nearest-neighbour digit probe on the posterior means is most accurate for latent size "
+                     f"{best.latent_dim}: {each(lambda r: r.final['probe_accuracy'], '.1%')}.")
+    if len(runs) > 1 and have("fd_classifier"):
+        best = min(runs, key=lambda r: r.final["fd_classifier"])
+        parts.append(f"Prior samples look most like test digits to a digit classifier for latent size "
+                     f"{best.latent_dim} (Fréchet distance of its features, lower is better: "
+                     f"{each(lambda r: r.final['fd_classifier'], '.2f')}).")
+    return " ".join(parts) or None
+
+
 def read_completeness(study: Study, compared: Sequence[Run]) -> str | None:
     notes = []
     for run in study.runs:
@@ -516,6 +573,7 @@ def plain_reading(study: Study) -> list[tuple[str, str]]:
                   ("Over training", read_gap_over_training(runs)),
                   ("Generalisation", read_generalisation(runs)),
                   ("Convergence", read_progress(runs)),
+                  ("Beyond reconstruction", read_final_measures(runs)),
                   ("Not finished", read_completeness(study, runs))]
     return [(topic, text) for topic, text in paragraphs if text]
 
@@ -562,6 +620,7 @@ h3 { margin: 22px 0 10px; font-size: 15px; color: var(--muted); font-weight: 600
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: 14px; }
 th, td { padding: 7px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th { color: var(--muted); font-size: 12.5px; font-weight: 600; vertical-align: bottom; }
+#measures-table th { white-space: normal; }
 th:first-child, td:first-child { text-align: left; }
 tbody tr:last-child td { border-bottom: none; }
 td.best { font-weight: 700; background: var(--best); }
@@ -768,24 +827,43 @@ def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> di
     return best
 
 
-def table_section(rows: Sequence[dict[str, Any]], colours: dict[int, str]) -> str:
-    columns = final_columns(rows)
+def table_html(rows: Sequence[dict[str, Any]], columns: Sequence[Column], colours: dict[int, str],
+               table_id: str, progress: bool) -> str:
+    """One row per run; ``progress`` adds the epochs reached and the wall time."""
     best = best_values(rows, columns)
-    header = "".join(f"<th>{esc(h)}</th>" for h in ["latent size", "epochs", *(c.header for c in columns), "time"])
+    headings = ["latent size", *(["epochs"] if progress else []), *(c.header for c in columns),
+                *(["time"] if progress else [])]
     body = []
     for row in rows:
         cells = [f'<td><span class="swatch" style="background:{colours[row["latent_dim"]]}"></span>'
-                 f'{row["latent_dim"]}</td>', f'<td{"" if row["finished"] else " class=muted"}>{esc(epochs_cell(row))}</td>']
+                 f'{row["latent_dim"]}</td>']
+        if progress:
+            cells.append(f'<td{"" if row["finished"] else " class=muted"}>{esc(epochs_cell(row))}</td>')
         for column in columns:
             marked = column.key in best and row.get(column.key) == best[column.key]
             cells.append(f'<td{" class=best" if marked else ""}>{esc(format_cell(row, column))}</td>')
-        cells.append(f"<td>{esc(duration(row['wall_time_s']))}</td>")
+        if progress:
+            cells.append(f"<td>{esc(duration(row['wall_time_s']))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<section class="card" id="final"><h2>Final metrics</h2><div class="scroll">'
-            f'<table id="final-table"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-            f'<p class="caption">At each run\'s latest evaluation point. −ELBO, NLL and KL in nats per image; the '
-            f'best value of each column is highlighted. Also as <a href="{FINAL_CSV}">{FINAL_CSV}</a> and '
-            f'<a href="{FINAL_MD}">{FINAL_MD}</a>.</p></section>')
+    header = "".join(f"<th>{esc(h)}</th>" for h in headings)
+    return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{header}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def table_section(rows: Sequence[dict[str, Any]], colours: dict[int, str]) -> str:
+    measures = measure_columns(rows)
+    parts = [f'<section class="card" id="final"><h2>Final metrics</h2>',
+             table_html(rows, TABLE_COLUMNS, colours, "final-table", progress=True),
+             f'<p class="caption">At each run\'s latest evaluation point. −ELBO, NLL and KL in nats per image; the '
+             f"best value of each column is highlighted (among finished runs).</p>"]
+    if measures:
+        parts += ["<h3>End-of-training measures</h3>", table_html(rows, measures, colours, "measures-table", progress=False),
+                  '<p class="caption">From metrics.json "final", written when a run finishes (empty for runs that '
+                  "have not): IWAE log-likelihood bound in nats per image, active latent units, digit probe on the "
+                  "posterior means, and a digit classifier's view of samples and reconstructions.</p>"]
+    parts.append(f'<p class="caption">Also as <a href="{FINAL_CSV}">{FINAL_CSV}</a> and '
+                 f'<a href="{FINAL_MD}">{FINAL_MD}</a>.</p></section>')
+    return "".join(parts)
 
 
 def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]]) -> str:
