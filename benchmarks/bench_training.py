@@ -5,7 +5,8 @@ training throughput of the classic loop and of vaelab's step on the identical mo
 evaluation point next to one training epoch, and a quality race at latent sizes 2, 4 and 16 (test -ELBO
 after 20 classic epochs, and the wall time vaelab's default configuration needs to beat it).
 
-    python benchmarks/bench_training.py --data-dir ../shared/data/mnist          # everything (~10 min on 2 cores)
+    python benchmarks/bench_training.py --data-dir ../shared/data/mnist          # everything (~13 min on 2 cores)
+    python benchmarks/bench_training.py --data-dir ../shared/data/mnist --sections study   # one section
     python benchmarks/bench_training.py --data-dir ../shared/data/mnist --quick  # fewer repeats and epochs
 
 The classic loop is written out plainly below, as the pytorch/examples VAE does it (784-400-z MLP,
@@ -16,9 +17,12 @@ TensorDataset in place of torchvision's MNIST class.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import load_dataset
-from vaelab.evaluation import evaluate_split
+from vaelab.models import VAE
 from vaelab.training import Trainer, as_float_images, select_device
 
 CLASSIC_HIDDEN = 400
@@ -197,29 +201,9 @@ def race(dataset, train_x, test_x, latent_dim, epochs, device, seed, workdir) ->
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA"))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--race-epochs", type=int, default=20)
-    parser.add_argument("--latent-dims", default="2,4,16")
-    parser.add_argument("--quick", action="store_true", help="1 repeat, 3-epoch race: a smoke run, not a result")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.race_epochs = 1, 3
-    device = select_device(args.device)
-    dataset = load_dataset("mnist", args.data_dir)
-    train_x = as_float_images(dataset.train.images, torch.device("cpu")).view(-1, 784)
-    test_x = as_float_images(dataset.test.images, torch.device("cpu")).view(-1, 784)
-    workdir = Path(tempfile.mkdtemp(prefix="vaelab-bench-"))
-
-    print("# vaelab benchmark\n")
-    print(f"Machine: {machine_description(device)}\n")
+def print_throughput(args, device, dataset, train_x, workdir) -> None:
     gflops = matmul_gflops(device, args.repeats)
     print(f"fp32 matmul (1024x1024): {gflops:.0f} GFLOP/s\n")
-
     print("## Training throughput on the classic model (784-400-20 MLP, batch 128, Adam 1e-3)\n")
     classic_s = statistics.median(time_classic_epoch(train_x, 20, device, args.seed) for _ in range(args.repeats))
     timings = [time_vaelab_epoch(dataset, 20, device, args.seed, workdir) for _ in range(args.repeats)]
@@ -228,14 +212,13 @@ def main() -> None:
     n = len(dataset.train)
     floor_s = linear_flops_per_image(ClassicVAE(20)) * n / (gflops * 1e9)
     default_model = RunConfig().model
-    default_floor_s = linear_flops_per_image(__import__("vaelab.models", fromlist=["VAE"]).VAE(default_model)) * n / (gflops * 1e9)
+    default_floor_s = linear_flops_per_image(VAE(default_model)) * n / (gflops * 1e9)
     print("| loop | s / epoch | images/s | vs classic | FLOP floor s / epoch |")
     print("|---|---|---|---|---|")
     print(f"| classic (DataLoader) | {classic_s:.2f} | {n / classic_s:,.0f} | 1.00x | {floor_s:.2f} |")
     print(f"| vaelab step, same model | {vaelab_s:.2f} | {n / vaelab_s:,.0f} | {classic_s / vaelab_s:.2f}x | {floor_s:.2f} |")
     print(f"\nFLOP floor of vaelab's default model ({default_model.arch} {default_model.hidden}): "
           f"{default_floor_s:.2f} s / epoch\n")
-
     print("## One evaluation point next to one training epoch (classic model)\n")
     print("| what | seconds |")
     print("|---|---|")
@@ -244,6 +227,8 @@ def main() -> None:
           f"with the hooks attached | {eval_point_s:.2f} |")
     print()
 
+
+def print_race(args, device, dataset, train_x, test_x, workdir) -> None:
     dims = [int(d) for d in args.latent_dims.split(",")]
     print(f"## Quality race: classic loop for {args.race_epochs} epochs vs vaelab's default configuration\n")
     defaults = RunConfig()
@@ -259,6 +244,63 @@ def main() -> None:
         beaten_s = "-" if r["beaten_train_s"] is None else f"{r['beaten_train_s']:.1f}"
         print(f"| {d} | {r['classic_elbo']:.2f} | {r['classic_s']:.1f} | {r['vaelab_elbo']:.2f} | "
               f"{r['vaelab_train_s']:.1f} | {beaten} | {beaten_s} |", flush=True)
+    print()
+
+
+def print_study(args, device, workdir) -> None:
+    """Times the default `vaelab study` end to end, as a user runs it, against its pure training time."""
+    study_dir = workdir / "study"
+    command = [sys.executable, "-m", "vaelab", "study", "--study-dir", str(study_dir), "--no-progress",
+               "--device", str(device)]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    print("## The default study, end to end (`vaelab study`: training, evaluation, measures, figures, report)\n")
+    print("| latent | evaluation points | training steps s | trainer s (with evaluation) | s per evaluation point |")
+    print("|---|---|---|---|---|")
+    train_total = 0.0
+    for run in sorted(study_dir.glob("latent_*"), key=lambda p: int(p.name.split("_")[1])):
+        history = json.loads((run / "metrics.json").read_text())["history"]
+        last = history[-1]
+        train_total += last["train_s"]
+        per_point = (last["time_s"] - last["train_s"]) / len(history)
+        print(f"| {run.name.split('_')[1]} | {len(history)} | {last['train_s']:.1f} | {last['time_s']:.1f} | "
+              f"{per_point:.2f} |")
+    print(f"\nWhole study: {wall:.0f} s wall ({wall / 60:.1f} min); training steps alone: {train_total:.0f} s; "
+          f"ratio {wall / train_total:.2f}x (target: at most 1.5x and 10 min).\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--race-epochs", type=int, default=20)
+    parser.add_argument("--latent-dims", default="2,4,16")
+    parser.add_argument("--sections", default="throughput,race,study",
+                        help="comma-separated subset of: throughput, race, study")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 3-epoch race: a smoke run, not a result")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.race_epochs = 1, 3
+    sections = set(args.sections.split(","))
+    device = select_device(args.device)
+    dataset = load_dataset("mnist", args.data_dir)
+    train_x = as_float_images(dataset.train.images, torch.device("cpu")).view(-1, 784)
+    test_x = as_float_images(dataset.test.images, torch.device("cpu")).view(-1, 784)
+    workdir = Path(tempfile.mkdtemp(prefix="vaelab-bench-"))
+
+    print("# vaelab benchmark\n")
+    print(f"Machine: {machine_description(device)}\n")
+    if "throughput" in sections:
+        print_throughput(args, device, dataset, train_x, workdir)
+    if "race" in sections:
+        print_race(args, device, dataset, train_x, test_x, workdir)
+    if "study" in sections:
+        print_study(args, device, workdir)
 
 
 if __name__ == "__main__":

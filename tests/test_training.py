@@ -97,3 +97,14 @@ def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
         config = small_config(epochs=1, beta=beta)
         final[beta] = Trainer(config, data, tmp_path / f"beta_{beta}", progress=False).run()[-1]["test"]
     assert final[5.0]["kl"] < 0.7 * final[0.2]["kl"] and final[5.0]["nll"] > final[0.2]["nll"]
+
+
+def test_resume_from_a_checkpoint_missing_resume_state_is_a_clear_error(mnist, tmp_path):
+    data = small_slice(mnist, n_train=256, n_test=128)
+    Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+    path = tmp_path / "run" / "checkpoint.pt"
+    saved = torch.load(path, weights_only=True)
+    del saved["eval_s"]
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match="lacks \\['eval_s'\\]"):
+        Trainer(small_config(epochs=2), data, tmp_path / "run", progress=False).run(resume=True)

@@ -65,8 +65,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: written by a newer vaelab (checkpoint version {state['checkpoint_version']}); "
             "upgrade vaelab to use it."
         )
-    missing = {"config", "model", "optimizer", "noise", "epoch", "step_in_epoch", "step", "history", "elapsed_s",
-               "eval_s"} - set(state)
+    missing = {"config", "model", "optimizer", "epoch", "step", "history"} - set(state)
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {sorted(missing)}.")
     return state

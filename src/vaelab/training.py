@@ -238,6 +238,9 @@ class Trainer:
         saved_config = RunConfig.from_dict(saved["config"], source=str(path))
         if saved_config.model != self.config.model or saved_config.data != self.config.data:
             raise CheckpointError(f"{path}: was made with a different model or data config than this run's.")
+        missing = set(RESUMED_STATE) - set(saved)
+        if missing:
+            raise CheckpointError(f"{path}: cannot resume from this checkpoint: it lacks {sorted(missing)}.")
         return saved
 
     def _restore(self, saved: dict[str, Any]) -> dict[str, Any]:
