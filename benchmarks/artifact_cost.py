@@ -6,7 +6,7 @@ cost does not depend on the training set's size, only on the number of evaluatio
 subsample (2,000 images) and the latent size. Reports wall and CPU seconds: on a shared machine wall
 time is noisy and CPU time is the better guide to what an idle machine would take.
 
-    PYTHONPATH=src python benchmarks/artifact_cost.py --data-dir /work/shared/data/mnist
+    PYTHONPATH=src python benchmarks/artifact_cost.py --data-dir ../shared/data/mnist
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ default recipe (without touching the cache) and reports its time and test accura
 and CPU seconds: on a shared machine wall time is noisy and CPU time is the better guide.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/measures_cost.py runs/study/latent_2 runs/study/latent_16 \\
-        --data-dir /work/shared/data/mnist --ks 8,32,200 --classifier
+        --data-dir ../shared/data/mnist --ks 8,32,200 --classifier
 """
 
 from __future__ import annotations
