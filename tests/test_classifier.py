@@ -14,16 +14,10 @@ from vaelab.classifier import (
     features_and_logits,
     load_or_train_classifier,
 )
-from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import CheckpointError
 from vaelab.training import as_float_images
 
 TINY = ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16)
-
-
-def small_mnist(mnist, n_train=1024, n_test=500) -> Dataset:
-    return Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:n_train], mnist.train.labels[:n_train]),
-                   ImageSplit(mnist.test.images[:n_test], mnist.test.labels[:n_test]))
 
 
 def test_features_are_the_penultimate_layer_and_logits_follow_from_them():
@@ -42,7 +36,7 @@ def test_the_tiny_session_classifier_learned_something(tiny_classifier, mnist):
 
 
 def test_trains_once_then_reads_the_cache(mnist, tmp_path, monkeypatch):
-    data = small_mnist(mnist)
+    data = mnist.head(1024, 500)
     first = load_or_train_classifier(data, "cpu", TINY, tmp_path)
     assert first.trained_now and first.path.parent == tmp_path and first.path.name.startswith("mnist-")
     monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("trained again"))
@@ -54,8 +48,8 @@ def test_trains_once_then_reads_the_cache(mnist, tmp_path, monkeypatch):
 
 
 def test_cache_file_names_change_with_the_recipe_and_the_data(mnist, tmp_path):
-    data = small_mnist(mnist)
-    other_data = small_mnist(mnist, n_train=1000)
+    data = mnist.head(1024, 500)
+    other_data = mnist.head(1000, 500)
     names = {cache_path(data, TINY, tmp_path), cache_path(data, DEFAULT_RECIPE, tmp_path),
              cache_path(data, ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16, seed=1),
                         tmp_path),
@@ -66,7 +60,7 @@ def test_cache_file_names_change_with_the_recipe_and_the_data(mnist, tmp_path):
 
 
 def test_concurrent_callers_train_it_only_once(mnist, tmp_path, monkeypatch):
-    data = small_mnist(mnist)
+    data = mnist.head(1024, 500)
     calls = []
     real_train = classifier_module.train_classifier
 
@@ -88,7 +82,7 @@ def test_concurrent_callers_train_it_only_once(mnist, tmp_path, monkeypatch):
 
 
 def test_a_corrupt_cache_file_is_a_clear_error_naming_it(mnist, tmp_path):
-    data = small_mnist(mnist)
+    data = mnist.head(1024, 500)
     path = cache_path(data, TINY, tmp_path)
     path.write_bytes(b"torn file")
     with pytest.raises(CheckpointError, match=path.name):

@@ -576,3 +576,10 @@ def test_real_mnist() -> None:
         assert split.images.dtype == torch.uint8 and split.labels.dtype == torch.int64
         assert int(split.labels.min()) == 0 and int(split.labels.max()) == 9
     verify_checksums("mnist", root)
+
+
+def test_head_cuts_both_splits_without_copying(mnist):
+    small = mnist.head(100, 30)
+    assert (len(small.train), len(small.test)) == (100, 30) and small.name == mnist.name
+    assert small.train.images.data_ptr() == mnist.train.images.data_ptr()
+    assert torch.equal(small.test.labels, mnist.test.labels[:30])

@@ -5,18 +5,8 @@ import torch
 
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import CheckpointError, OutputDirError
 from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight
-
-
-def small_slice(mnist, n_train=2048, n_test=1000) -> Dataset:
-    return Dataset(
-        name=mnist.name,
-        root=mnist.root,
-        train=ImageSplit(mnist.train.images[:n_train], mnist.train.labels[:n_train]),
-        test=ImageSplit(mnist.test.images[:n_test], mnist.test.labels[:n_test]),
-    )
 
 
 def small_config(epochs=2, **train) -> RunConfig:
@@ -33,7 +23,7 @@ def test_first_epoch_points_are_evenly_spaced_strictly_inside():
 
 
 def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mnist, tmp_path):
-    history = Trainer(small_config(epochs=3), small_slice(mnist), tmp_path / "run", progress=False).run()
+    history = Trainer(small_config(epochs=3), mnist.head(2048, 1000), tmp_path / "run", progress=False).run()
     assert len(history) == 5 + 3
     epochs = [r["epoch"] for r in history]
     assert epochs == sorted(epochs) and epochs[5:] == [1.0, 2.0, 3.0] and 0 < epochs[0] < 1
@@ -51,7 +41,7 @@ def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mn
 
 
 def test_resume_continues_exactly(mnist, tmp_path):
-    data = small_slice(mnist, n_train=1024, n_test=256)
+    data = mnist.head(1024, 256)
     straight = Trainer(small_config(epochs=3), data, tmp_path / "a", progress=False).run()
     Trainer(small_config(epochs=1), data, tmp_path / "b", progress=False).run()
     resumed = Trainer(small_config(epochs=3), data, tmp_path / "b", progress=False).run(resume=True)
@@ -66,14 +56,14 @@ def test_resume_continues_exactly(mnist, tmp_path):
 
 
 def test_refuses_to_overwrite_a_run_without_resume(mnist, tmp_path):
-    data = small_slice(mnist, n_train=256, n_test=128)
+    data = mnist.head(256, 128)
     Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
     with pytest.raises(OutputDirError, match="--resume"):
         Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
 
 
 def test_load_model_round_trips_and_rejects_foreign_files(mnist, tmp_path):
-    data = small_slice(mnist, n_train=256, n_test=128)
+    data = mnist.head(256, 128)
     Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
     model, config = load_model(tmp_path / "run")
     assert config.model.latent_dim == 2 and model.sample(2).shape == (2, 1, 28, 28)
@@ -91,7 +81,7 @@ def test_kl_weight_ramps_linearly_from_zero_to_beta_over_the_warmup():
 
 
 def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
-    data = small_slice(mnist, n_train=1024, n_test=256)
+    data = mnist.head(1024, 256)
     final = {}
     for beta in (0.2, 5.0):
         config = small_config(epochs=1, beta=beta)
@@ -100,7 +90,7 @@ def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
 
 
 def test_resume_from_a_checkpoint_missing_resume_state_is_a_clear_error(mnist, tmp_path):
-    data = small_slice(mnist, n_train=256, n_test=128)
+    data = mnist.head(256, 128)
     Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
     path = tmp_path / "run" / "checkpoint.pt"
     saved = torch.load(path, weights_only=True)

@@ -10,7 +10,7 @@ from PIL import Image
 from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import Dataset, ImageSplit
+from vaelab.data import Dataset
 from vaelab.errors import ArtifactError
 from vaelab.models import VAE
 from vaelab.training import EvalPoint, Trainer
@@ -29,15 +29,6 @@ from vaelab.visualisation import (
 )
 
 GIF_LIMIT_BYTES = 5 * 2**20
-
-
-def small_slice(mnist, n_train=512, n_test=300) -> Dataset:
-    return Dataset(
-        name=mnist.name,
-        root=mnist.root,
-        train=ImageSplit(mnist.train.images[:n_train], mnist.train.labels[:n_train]),
-        test=ImageSplit(mnist.test.images[:n_test], mnist.test.labels[:n_test]),
-    )
 
 
 def small_config(latent_dim=2, epochs=1) -> RunConfig:
@@ -67,7 +58,7 @@ def test_stratified_subsample_takes_the_same_images_per_digit_every_time():
 
 
 def test_recorder_saves_one_frame_per_point_and_a_resume_overwrites_them(mnist, tmp_path):
-    data = small_slice(mnist, n_train=256, n_test=200)
+    data = mnist.head(256, 200)
     run = tmp_path / "run"
     history = train_with_recorder(data, run, epochs=1, per_class=5)
     frames = load_frames(run)
@@ -211,7 +202,7 @@ ALL_PER_RUN = ["latent_space.gif", "latent_space.png", "reconstructions.gif", "r
 
 
 def test_render_run_artifacts_on_a_finished_and_an_interrupted_run(mnist, tmp_path):
-    data = small_slice(mnist)
+    data = mnist.head(512, 300)
     run = tmp_path / "latent_2"
     history = train_with_recorder(data, run, latent_dim=2, epochs=2, per_class=20)
     written = render_run_artifacts(run)
@@ -234,7 +225,7 @@ def test_render_run_artifacts_on_a_finished_and_an_interrupted_run(mnist, tmp_pa
 
 def test_render_projects_larger_latent_spaces_and_remembers_the_projection(mnist, tmp_path):
     run = tmp_path / "latent_3"
-    history = train_with_recorder(small_slice(mnist, n_train=256, n_test=200), run, latent_dim=3, per_class=10)
+    history = train_with_recorder(mnist.head(256, 200), run, latent_dim=3, per_class=10)
     written = render_run_artifacts(run, projection="pca")
     assert "manifold.png" not in written and (run / "frames" / "projection_pca.npz").exists()
     check_image_files(run, ["latent_space.gif"], frames=len(history))
@@ -258,7 +249,7 @@ def write_idx_dataset(directory, data: Dataset) -> None:
 
 
 def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
-    write_idx_dataset(tmp_path / "data", small_slice(mnist, n_train=512, n_test=200))
+    write_idx_dataset(tmp_path / "data", mnist.head(512, 200))
     fast = ["--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--hidden", "32",
             "--batch-size", "64", "--train-eval-size", "200", "--no-progress", "--device", "cpu", "--no-measures"]
     result = CliRunner().invoke(cli, ["train", "-z", "2", "--run-dir", str(tmp_path / "run"), *fast],
@@ -275,7 +266,7 @@ def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path
     config = RunConfig(data=DataConfig(train_eval_size=64),
                        model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),
                        train=TrainConfig(epochs=1, batch_size=64, device="cpu", evals_in_first_epoch=1))
-    trainer = Trainer(config, small_slice(mnist, n_train=128, n_test=100), tmp_path, progress=False)
+    trainer = Trainer(config, mnist.head(128, 100), tmp_path, progress=False)
     trainer.hooks.append(ArtifactRecorder(tmp_path, trainer.test_x, trainer.test_labels, per_class=5))
     trainer.run()
     assert load_frames(tmp_path)[-1].mu.shape[1] == 2 * 7 * 7  # the latent map, flattened
