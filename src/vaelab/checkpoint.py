@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_file
 from .config import RunConfig
 from .errors import CheckpointError, OutputDirError
 from .models import VAE
@@ -25,22 +26,15 @@ CONFIG_NAME = "config.json"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         # Through a Python file, so that a full disk is an OSError rather than torch's opaque RuntimeError.
-        with open(tmp, "wb") as f:
+        with atomic_file(path) as f:
             torch.save({"format": CHECKPOINT_FORMAT, "checkpoint_version": CHECKPOINT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
         raise OutputDirError(
             f"{path}: cannot be written ({exc.strerror or exc}); the previous checkpoint is unchanged. "
             "Free some space (or fix the directory) and continue with --resume."
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temp_files(run_dir: Path) -> None:

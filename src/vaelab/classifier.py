@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import atomic_file
 from .data import NUM_CLASSES, Dataset
 from .errors import CheckpointError
 
@@ -183,12 +184,8 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 
 def _save_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        torch.save(payload, f)
 
 
 def _load(path: Path, recipe: ClassifierRecipe, device: torch.device) -> TrainedClassifier:

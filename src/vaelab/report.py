@@ -37,6 +37,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from PIL import Image, UnidentifiedImageError
 
 from . import __version__
+from .atomic import atomic_file
 from .checkpoint import CONFIG_NAME
 from .config import write_text_atomic
 from .errors import ReportError, VaelabError
@@ -228,12 +229,8 @@ def plot_comparison(runs: Sequence[Run], path: Path) -> None:
 
 def _save_figure(fig: Figure, path: Path) -> None:
     """Write via a temporary file, so a page open meanwhile never shows half a PNG."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", facecolor="white")
 
 
 # -- the final table -----------------------------------------------------------------------------
@@ -454,7 +451,7 @@ def read_gap_over_training(runs: Sequence[Run]) -> str | None:
         leader = min(losses, key=losses.get)
         return max(losses.values()) - losses[leader], leader
 
-    (gap_first, lead_first), (gap_last, lead_last) = spread(first), spread(last)
+    gap_first, (gap_last, lead_last) = spread(first)[0], spread(last)
     leaders = [(epoch, spread(epoch)[1]) for epoch in epochs]
     if gap_last < 0.95 * gap_first:
         verb = "narrowed"
@@ -852,10 +849,10 @@ def table_html(rows: Sequence[dict[str, Any]], columns: Sequence[Column], colour
 
 def table_section(rows: Sequence[dict[str, Any]], colours: dict[int, str]) -> str:
     measures = measure_columns(rows)
-    parts = [f'<section class="card" id="final"><h2>Final metrics</h2>',
+    parts = ['<section class="card" id="final"><h2>Final metrics</h2>',
              table_html(rows, TABLE_COLUMNS, colours, "final-table", progress=True),
-             f'<p class="caption">At each run\'s latest evaluation point. −ELBO, NLL and KL in nats per image; the '
-             f"best value of each column is highlighted (among finished runs).</p>"]
+             '<p class="caption">At each run\'s latest evaluation point. −ELBO, NLL and KL in nats per image; the '
+             "best value of each column is highlighted (among finished runs).</p>"]
     if measures:
         parts += ["<h3>End-of-training measures</h3>", table_html(rows, measures, colours, "measures-table", progress=False),
                   '<p class="caption">From metrics.json "final", written when a run finishes (empty for runs that '

@@ -22,7 +22,6 @@ import functools
 import io
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.stats import norm
 from torch import nn
 
+from .atomic import atomic_file
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_model
 from .config import PROJECTIONS, RunConfig, write_text_atomic
 from .errors import ArtifactError
@@ -138,15 +138,8 @@ def save_frame(run_dir: Path, frame: Frame) -> Path:
     """Atomically, so a reader never sees half a frame and a resumed run overwrites in place."""
     path = frame_path(run_dir, frame.index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in vars(frame).items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in vars(frame).items()})
     return path
 
 
@@ -321,13 +314,8 @@ def cached_projections(run_dir: Path, frames: Sequence[Frame], method: str) -> l
     embeddings = reused + fresh
     if fresh:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, steps=steps, embeddings=np.stack(embeddings))
-            os.replace(tmp, cache)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(cache) as f:
+            np.savez(f, steps=steps, embeddings=np.stack(embeddings))
     return embeddings
 
 
@@ -365,12 +353,8 @@ def _rgb(fig: Figure) -> Image.Image:
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
