@@ -28,8 +28,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import vaelab.checkpoint
-import vaelab.config
+import vaelab.atomic
 import vaelab.training
 from fault_driver import moment_patch, send
 from vaelab.checkpoint import load_checkpoint, load_model
@@ -458,8 +457,7 @@ def test_a_disk_that_fills_during_training_loses_nothing(victim, tiny, tmp_path,
         return builtins.open("/dev/full" if full else file, mode, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(vaelab.config, "open", full_disk_open, raising=False)
-        patch.setattr(vaelab.checkpoint, "open", full_disk_open, raising=False)
+        patch.setattr(vaelab.atomic, "open", full_disk_open, raising=False)  # every atomic write opens here
         result = invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2", "--no-progress")
     message = one_line(result.output)
     assert result.exit_code == 1
