@@ -107,3 +107,29 @@ def tiny_classifier(mnist, tmp_path_factory):
 
     recipe = ClassifierRecipe(epochs=2, batch_size=64, train_size=4096, channels=(8, 16), features=32)
     return load_or_train_classifier(mnist, "cpu", recipe, tmp_path_factory.mktemp("classifiers"))
+
+
+def write_image(path: Path, image) -> Path:
+    """Save a Pillow image, making its folder; the format follows the suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def write_image_folder(root: Path, counts: dict[str, int], size: int, mode: str, start: int = 0) -> Path:
+    """PNG files ``root/<subdir>/<i>.png`` for ``i`` in ``start .. start + n``, per ``counts`` entry.
+
+    Pixel (0, 0) says the entry (40 for the first, 200 for the others), pixels (1, 1) and (2, 2) the
+    file's number (low and high byte); the rest is noise, so no two images are alike."""
+    import numpy as np
+    from PIL import Image
+
+    for k, (subdir, n) in enumerate(counts.items()):
+        folder = root / subdir if subdir else root
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(start, start + n):
+            pixels = np.random.default_rng(i).integers(0, 256, (size, size), dtype=np.uint8)
+            pixels[0, 0], pixels[1, 1], pixels[2, 2] = (40 if k == 0 else 200), i % 256, i // 256
+            image = Image.fromarray(pixels)
+            write_image(folder / f"{i:05d}.png", image.convert(mode) if mode != "L" else image)
+    return root

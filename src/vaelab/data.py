@@ -7,6 +7,7 @@ read into memory once as uint8 / int64 tensors; there is no per-item Python work
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import http.client
@@ -28,7 +29,8 @@ from tqdm import tqdm
 
 from vaelab.errors import DataError, DataNotFoundError
 
-DATASETS = ("mnist", "fashion-mnist", "idx")
+IDX_DATASETS = ("mnist", "fashion-mnist", "idx")
+DATASETS = (*IDX_DATASETS, "folder", "cifar10")  # the last two are read by vaelab.images
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -49,18 +51,26 @@ IDX_OTHER_TYPES = MappingProxyType(
     {0x09: "signed byte", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 )
 
-_DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX"})
+_DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX", "folder": "image folder",
+                                   "cifar10": "CIFAR-10"})
 
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split held in memory: ``images`` uint8 (N, 28, 28) in 0..255, ``labels`` int64 (N,)."""
+    """One split held in memory: ``images`` uint8 in 0..255, (N, H, W) when grey (MNIST: 28x28) or
+    (N, C, H, W) when colour; ``labels`` int64 (N,), -1 where the images have no labels."""
 
     images: torch.Tensor
     labels: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        shape = tuple(int(d) for d in self.images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
     def head(self, n: int) -> ImageSplit:
         """The first ``n`` images and labels (views, no copy): for quick experiments and tests."""
@@ -69,16 +79,28 @@ class ImageSplit:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded dataset and the directory its four files were read from."""
+    """A loaded dataset and the directory it was read from.
+
+    ``class_names``: the label of class k is ``class_names[k]`` (folder names, CIFAR's classes); None
+    when the labels are their own names (digits). ``labelled`` is False for a folder without class
+    subfolders: its labels are all -1 and nothing that needs classes (probe, classifier) applies.
+    """
 
     name: str
     root: Path
     train: ImageSplit
     test: ImageSplit
+    class_names: tuple[str, ...] | None = None
+    labelled: bool = True
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image: what the models are built for."""
+        return self.train.image_shape
 
     def head(self, n_train: int, n_test: int) -> Dataset:
         """The same dataset cut to its first ``n_train`` training and ``n_test`` test images."""
-        return Dataset(self.name, self.root, self.train.head(n_train), self.test.head(n_test))
+        return dataclasses.replace(self, train=self.train.head(n_train), test=self.test.head(n_test))
 
 
 @dataclass(frozen=True)
@@ -276,10 +298,17 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def load_dataset(
-    name: str = "mnist", data_dir: str | os.PathLike[str] | None = None, download: bool = True
+    name: str = "mnist", data_dir: str | os.PathLike[str] | None = None, download: bool = True,
+    channels: int | None = None, image_size: int | None = None, progress: bool | None = None,
 ) -> Dataset:
-    """Load both splits into memory, downloading the files first when missing (mnist / fashion-mnist)."""
+    """Load both splits into memory, downloading the files first when missing (mnist / fashion-mnist /
+    cifar10). ``channels`` and ``image_size`` convert a ``folder`` dataset's images (None: decided from
+    the files); ``progress`` shows its decoding bar (None: only on a terminal)."""
     _check_dataset_name(name)
+    if name not in IDX_DATASETS:
+        from .images import LoadOptions, load_image_dataset  # reads images with Pillow; imported only when needed
+
+        return load_image_dataset(name, data_dir, LoadOptions(channels, image_size), download, progress)
     root = resolve_data_dir(data_dir, name)
     files = find_dataset_files(name, root)
     if files is None:
@@ -359,11 +388,11 @@ def _download_resource(
         temp = _new_temp_file(name, root, final.name)
         try:
             try:
-                _fetch(url, temp, opener, final.name)
+                fetch_to_file(url, temp, opener, final.name)
             except (OSError, http.client.HTTPException) as error:
                 failures.append(f"{url}: {error}")
                 continue
-            if not _checksum_matches(temp.read_bytes(), resource.checksum):
+            if not checksum_matches(temp.read_bytes(), resource.checksum):
                 raise DataError(
                     f"{final}: the file downloaded from {url} does not match its published "
                     f"{resource.checksum.algorithm} checksum {resource.checksum.hexdigest}; it was not saved. "
@@ -386,7 +415,7 @@ def _new_temp_file(name: str, root: Path, filename: str) -> Path:
     return Path(temp)
 
 
-def _fetch(url: str, destination: Path, opener: Opener, label: str) -> None:
+def fetch_to_file(url: str, destination: Path, opener: Opener, label: str) -> None:
     with opener(url, DOWNLOAD_TIMEOUT_S) as response, destination.open("wb") as out:
         # urllib's response knows the Content-Length as ``length``; other streams need not.
         total = getattr(response, "length", None)
@@ -425,7 +454,7 @@ def verify_checksums(name: str, root: Path) -> None:
                 f"{path}: cannot verify: the published {resource.checksum.algorithm} checksum is of the .gz "
                 "archive, and this file is not gzipped"
             )
-        if not _checksum_matches(raw, resource.checksum):
+        if not checksum_matches(raw, resource.checksum):
             hint = " (it covers the .gz exactly as published; a re-compressed copy will not match)"
             raise DataError(
                 f"{path}: {resource.checksum.algorithm} checksum does not match the published value "
@@ -434,7 +463,7 @@ def verify_checksums(name: str, root: Path) -> None:
             )
 
 
-def _checksum_matches(raw: bytes, checksum: Checksum) -> bool:
+def checksum_matches(raw: bytes, checksum: Checksum) -> bool:
     """Whether a file's stored bytes match ``checksum``."""
     if not checksum.of_archive and raw[:2] == GZIP_MAGIC:
         try:
