@@ -285,6 +285,27 @@ def test_the_command_serves_the_study_on_loopback_and_says_where(serve_study, mn
         server.wait(timeout=10)
 
 
+def test_serve_finds_the_data_the_run_was_trained_on_without_vaelab_data(mnist_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    monkeypatch.setenv("VAELAB_DATA", str(mnist_dir))
+    trained = CliRunner().invoke(cli, ["train", "--run-dir", str(run), "-z", "2", "--epochs", "1", "--hidden", "32",
+                                       "--batch-size", "512", "--train-eval-size", "100", "--no-progress",
+                                       "--device", "cpu", "--no-artifacts", "--no-measures"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((run / "config.json").read_text())["data"]["data_dir"] is None  # only metrics.json says where
+    monkeypatch.delenv("VAELAB_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    assert load_explorer(run).test_labels.shape == (10_000,)
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["environment"]["data_dir"] = str(tmp_path / "moved")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = CliRunner().invoke(cli, ["serve", str(run), "--port", "0"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in message
+    assert f"tried {tmp_path / 'moved'}; {tmp_path / 'empty-cache' / 'vaelab' / 'mnist'}" in message
+
+
 def test_only_loopback_hosts_count_as_private():
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.3.2.1", "::1", "localhost"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "192.168.1.2", "example.org"))

@@ -339,7 +339,8 @@ def report(study_dir: Path, figures: bool) -> None:
               help="Address to listen on; the default lets only this machine connect.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Where the test images are (default: where the runs were trained from, else $VAELAB_DATA).")
+              help="Where the test images are (default: where the runs were trained from, else $VAELAB_DATA, "
+                   "else the per-user cache).")
 def serve(directory: Path, host: str, port: int, data_dir: str | None) -> None:
     """Explore a trained run or a study in the browser.
 

@@ -16,7 +16,7 @@ import os
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,13 +187,39 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, dataset: str = "mn
     # An empty value is what an unset shell variable expands to; it never means "the cwd".
     if data_dir is not None and os.fspath(data_dir) != "":
         return Path(data_dir).expanduser().absolute()
+    return default_data_dirs(dataset)[0]
+
+
+def default_data_dirs(dataset: str = "mnist") -> list[Path]:
+    """Where the data is looked for when no directory is given: ``$VAELAB_DATA`` if set, then the
+    per-user cache ``$XDG_CACHE_HOME/vaelab/<dataset>`` (``~/.cache/vaelab/<dataset>``)."""
+    _check_dataset_name(dataset)
     from_env = os.environ.get("VAELAB_DATA", "")
-    if from_env:
-        return Path(from_env).expanduser().absolute()
     xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
     # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
     cache = Path(xdg_cache) if os.path.isabs(xdg_cache) else Path.home() / ".cache"
-    return cache / "vaelab" / dataset
+    env_dirs = [Path(from_env).expanduser().absolute()] if from_env else []
+    return [*env_dirs, cache / "vaelab" / dataset]
+
+
+def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | None]) -> Dataset:
+    """The dataset from the first of ``directories`` that holds its four files (None and empty entries
+    are skipped; nothing is downloaded). The error lists every directory tried."""
+    tried: list[Path] = []
+    for directory in directories:
+        if directory is None or os.fspath(directory) == "":
+            continue
+        root = Path(directory).expanduser().absolute()
+        if root in tried:
+            continue
+        tried.append(root)
+        if find_dataset_files(name, root) is not None:
+            return load_dataset(name, root, download=False)
+    where = "; ".join(str(d) for d in tried) or "no directory"
+    raise DataNotFoundError(
+        f"{_DISPLAY_NAMES[name]} data not found: tried {where}. Point --data-dir or the VAELAB_DATA environment "
+        "variable at the directory that holds its four IDX files."
+    )
 
 
 def find_dataset_files(name: str, root: Path) -> dict[str, Path] | None:

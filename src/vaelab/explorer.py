@@ -26,9 +26,10 @@ from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, find_checkpoint, load_checkpoint, load_model
 from .config import RunConfig
-from .data import load_dataset
+from .data import default_data_dirs, load_first_found
 from .errors import CheckpointError, VaelabError
 from .models import VAE
+from .training import METRICS_JSON
 
 STUDY_FILE = "study.json"
 Z_LIMIT = 10.0  # 10 prior standard deviations: a coordinate beyond this is a mistake, not a question...
@@ -135,15 +136,17 @@ def _latent_order(path: Path) -> tuple[bool, int, str]:
 
 
 def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Explorer:
-    """Load every run under ``root`` and the test split of their data set (``data_dir`` overrides the
-    directory the runs were trained from)."""
+    """Load every run under ``root`` and the test split of their data set: from ``data_dir`` if given,
+    else from where the runs were trained, else from the usual places (``$VAELAB_DATA``, the cache)."""
     paths = discover_runs(Path(root))
     loaded = {name: load_run_files(name, path) for name, path in paths.items()}
     datasets = {config.data.dataset for _, config, _ in loaded.values()}
     if len(datasets) > 1:
         raise VaelabError(f"{root}: its runs were trained on different data sets ({sorted(datasets)}); serve one at a time.")
-    first_config = next(iter(loaded.values()))[1]
-    dataset = load_dataset(first_config.data.dataset, data_dir if data_dir is not None else first_config.data.data_dir)
+    name = datasets.pop()
+    recorded = [d for path, (_, config, _) in zip(paths.values(), loaded.values())
+                for d in (config.data.data_dir, recorded_data_dir(path))]
+    dataset = load_first_found(name, [data_dir, *recorded, *default_data_dirs(name)])
     images, labels = dataset.test.images, dataset.test.labels
     runs = {}
     for name, (model, config, state) in loaded.items():
@@ -154,6 +157,16 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
         decode(runs[name], torch.zeros(1, config.model.latent_dim))  # pay one-time set-up costs now, not on a click
     return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
                     scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels))
+
+
+def recorded_data_dir(run_dir: Path) -> str | None:
+    """The data directory the run's latest training session read (metrics.json), if it says."""
+    try:
+        environment = json.loads((run_dir / METRICS_JSON).read_text()).get("environment") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = environment.get("data_dir") if isinstance(environment, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def load_run_files(name: str, path: Path) -> tuple[VAE, RunConfig, dict[str, Any]]:
