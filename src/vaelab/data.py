@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -202,9 +202,9 @@ def default_data_dirs(dataset: str = "mnist") -> list[Path]:
     return [*env_dirs, cache / "vaelab" / dataset]
 
 
-def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | None]) -> Dataset:
-    """The dataset from the first of ``directories`` that holds its four files (None and empty entries
-    are skipped; nothing is downloaded). The error lists every directory tried."""
+def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | None], **options: Any) -> Dataset:
+    """The dataset from the first of ``directories`` that holds it (None and empty entries are skipped;
+    nothing is downloaded; ``options`` go to ``load_dataset``). The error lists every directory tried."""
     tried: list[Path] = []
     for directory in directories:
         if directory is None or os.fspath(directory) == "":
@@ -213,12 +213,14 @@ def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | N
         if root in tried:
             continue
         tried.append(root)
-        if find_dataset_files(name, root) is not None:
-            return load_dataset(name, root, download=False)
+        try:
+            return load_dataset(name, root, download=False, **options)
+        except DataNotFoundError:
+            continue
     where = "; ".join(str(d) for d in tried) or "no directory"
     raise DataNotFoundError(
         f"{_DISPLAY_NAMES[name]} data not found: tried {where}. Point --data-dir or the VAELAB_DATA environment "
-        "variable at the directory that holds its four IDX files."
+        "variable at the directory that holds it."
     )
 
 
