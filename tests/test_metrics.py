@@ -3,12 +3,13 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from vaelab import metrics
 from vaelab.metrics import PSNR_CAP_DB, mse_per_image, psnr_per_image, ssim_per_image
 
 
-def image_pairs(n=12, seed=0):
+def image_pairs(n=12, seed=0, shape=(1, 28, 28)):
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 28, 28, generator=g)
+    x = torch.rand(n, *shape, generator=g)
     x[: n // 2] = (x[: n // 2] > 0.7).float()  # sparse, MNIST-like images too
     noise = torch.linspace(0.01, 0.5, n).view(n, 1, 1, 1)
     y = (x + noise * torch.randn(x.shape, generator=g)).clamp(0, 1)
@@ -24,6 +25,25 @@ def test_ssim_matches_scikit_image():
         for a, b in zip(x, y)
     ]
     np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 25, 40), (1, 13, 64)])
+def test_ssim_per_channel_matches_scikit_image_on_colour_and_other_sizes(shape):
+    x, y = image_pairs(n=6, shape=shape)
+    ours = ssim_per_image(x, y).numpy()
+    reference = [
+        structural_similarity(a.double().numpy(), b.double().numpy(), gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=1, channel_axis=0)
+        for a, b in zip(x, y)
+    ]
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_ssim_convolution_path_for_large_images_agrees(monkeypatch):
+    x, y = image_pairs(n=4, shape=(3, 40, 40))
+    banded = ssim_per_image(x, y)
+    monkeypatch.setattr(metrics, "SSIM_BANDED_MAX_SIDE", 16)  # as if 40 px were large
+    torch.testing.assert_close(ssim_per_image(x, y), banded, atol=1e-5, rtol=0)
 
 
 def test_ssim_of_identical_images_is_one():
