@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.errors import VaelabError
 from vaelab.explorer import Z_LIMIT, load_explorer
+from vaelab.guard import SECURITY_HEADERS, served_hosts
 from vaelab.serve import MAX_REQUEST_BYTES, create_app, is_loopback, make_server
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "vaelab" / "static"
@@ -35,7 +37,7 @@ def explorer(serve_study):
 
 @pytest.fixture(scope="session")
 def client(explorer):
-    return create_app(explorer).test_client()
+    return create_app(explorer, hosts={"localhost"}).test_client()  # the Host the test client sends
 
 
 @pytest.fixture(scope="session")
@@ -253,6 +255,102 @@ def test_encode_refuses_malformed_images(client, body, complaint):
     assert complaint in error_of(client.post("/api/runs/latent_10/encode", json=body), 400)
 
 
+# --- what protects it from other pages ------------------------------------------------------------
+
+
+def assert_security_headers(headers) -> None:
+    headers = {name.lower(): value for name, value in dict(headers).items()}
+    csp = headers.get("content-security-policy", "")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert all(headers.get(name.lower()) == value for name, value in SECURITY_HEADERS.items())
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("GET", "/", None, 200), ("GET", "/static/explorer.js", None, 200), ("GET", "/static/explorer.css", None, 200),
+    ("GET", "/api/runs", None, 200), ("POST", "/api/runs/latent_2/decode", {"z": [0, 0]}, 200),
+    ("GET", "/api/runs/latent_2/plane?x=1&y=1", None, 400), ("GET", "/static/absent.js", None, 404),
+    ("GET", "/api/runs/latent_2/decode", None, 405), ("POST", "/api/runs/latent_2/decode", "x" * (5 << 20), 413),
+])
+def test_every_response_carries_the_security_headers(client, method, path, body, status):
+    kwargs = {"json": body} if isinstance(body, dict) else {"data": body, "content_type": "application/json"}
+    response = client.open(path, method=method, **kwargs)
+    assert response.status_code == status
+    assert_security_headers(response.headers)
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:8000", "localhost.evil.example",
+                                  "127.0.0.1.nip.io", ""])
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/static/explorer.js"), ("GET", "/api/runs"),
+                                          ("POST", "/api/runs/latent_2/sample")])
+def test_a_forged_host_is_refused_with_421(client, host, method, path):
+    response = client.open(path, method=method, json={} if method == "POST" else None, headers={"Host": host})
+    assert "--allow-host" in error_of(response, 421)
+    assert_security_headers(response.headers)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          None])
+def test_post_bodies_other_than_json_are_refused_with_415(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/api/runs/latent_2/decode", data='{"z": [0, 0]}', headers=headers)
+    assert "application/json" in error_of(response, 415)
+    assert_security_headers(response.headers)
+
+
+def test_a_post_from_another_origin_is_refused(client):
+    refused = client.post("/api/runs/latent_2/sample", json={}, headers={"Origin": "https://evil.example.com"})
+    assert "evil.example.com" in error_of(refused, 403)
+    own = client.post("/api/runs/latent_2/sample", json={}, headers={"Origin": "http://localhost"})
+    assert own.status_code == 200
+
+
+def test_served_hosts_are_loopback_and_the_bound_address_with_the_port():
+    assert served_hosts("127.0.0.1", 8000) == {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"}
+    assert served_hosts("::1", 8000) == {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"}
+    assert "192.168.1.5:8000" in served_hosts("192.168.1.5", 8000)
+    assert {"127.0.0.1", "localhost", "[::1]"} <= served_hosts("127.0.0.1", 80)  # browsers omit port 80
+    extra = served_hosts("127.0.0.1", 8000, ["Lab.Example.org", "proxy.local:443", "fe80::1"])
+    assert {"lab.example.org", "lab.example.org:8000", "proxy.local:443", "[fe80::1]", "[fe80::1]:8000"} <= extra
+    assert "proxy.local" not in extra and "proxy.local:8000" not in extra
+
+
+def raw_get(port: int, path: str, host: str) -> tuple[int, dict[str, str]]:
+    """A GET over a real socket with exactly this Host header."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        return response.status, dict(response.headers)
+    finally:
+        connection.close()
+
+
+def test_the_real_server_answers_its_own_names_only(explorer):
+    app = create_app(explorer)
+    server = make_server(app, "127.0.0.1", 0, allow_hosts=["lab.example.org"])
+    port = int(server.effective_port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"LOCALHOST:{port}",
+                     "lab.example.org", f"lab.example.org:{port}"):
+            status, headers = raw_get(port, "/api/runs", host)
+            assert status == 200, host
+            assert_security_headers(headers)
+        for host in ("evil.example.com", f"evil.example.com:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}",
+                     f"lab.example.org:{port + 1}"):
+            assert raw_get(port, "/api/runs", host)[0] == 421, host
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
 # --- the command line and the server ------------------------------------------------------------
 
 
@@ -339,9 +437,17 @@ def image_of(page, canvas_id: str) -> str:
     return page.evaluate(f"document.getElementById('{canvas_id}').toDataURL()")
 
 
+def wait_until(page, expression: str, timeout_s: float = 10.0) -> None:
+    """Poll ``expression`` until it is true. Playwright's wait_for_function evaluates its predicate with
+    eval() inside the page, which the explorer's Content-Security-Policy forbids; page.evaluate does not."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        page.wait_for_timeout(50)
+
+
 def wait_for_new_image(page, canvas_id: str, before: str) -> str:
-    page.wait_for_function(f"document.getElementById('{canvas_id}').toDataURL() !== {json.dumps(before)}",
-                           timeout=10_000)
+    wait_until(page, f"document.getElementById('{canvas_id}').toDataURL() !== {json.dumps(before)}")
     return image_of(page, canvas_id)
 
 
@@ -366,15 +472,21 @@ def save_screenshot(page, tmp_path: Path, name: str) -> None:
 
 
 def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path):
-    page.goto(live_server)
+    # Every Content-Security-Policy violation, reported or not as a console message.
+    page.add_init_script("window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+                         "(e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    response = page.goto(live_server)
+    assert_security_headers(response.headers)
     page.wait_for_selector("body[data-ready='1']", timeout=20_000)
     assert page.locator("#runs button").all_inner_texts() == ["latent 2", "latent 10"]
     steps = int(page.input_value("#steps"))
     assert page.locator("#strip canvas").count() == steps
     page.focus("#steps")
     page.keyboard.press("ArrowLeft")  # one step fewer: the strip is decoded again
-    page.wait_for_function(f"document.querySelectorAll('#strip canvas').length === {steps - 1}")
-    page.wait_for_function("Number(document.getElementById('decoded').dataset.decodes) >= 1")
+    wait_until(page, f"document.querySelectorAll('#strip canvas').length === {steps - 1}")
+    wait_until(page, "Number(document.getElementById('decoded').dataset.decodes) >= 1")
 
     # Dragging on the 2-D plane decodes the points under the pointer.
     decoded = image_of(page, "decoded")
@@ -400,7 +512,7 @@ def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path
     # A drawing is encoded: the model's input, a reconstruction and the posterior chart appear.
     blank = image_of(page, "drawn-recon")
     drag(page, "#draw", [(0.35, 0.2), (0.65, 0.2), (0.5, 0.5), (0.4, 0.85)])  # a 7
-    page.wait_for_function("Number(document.getElementById('drawn-recon').dataset.encodes) >= 1")
+    wait_until(page, "Number(document.getElementById('drawn-recon').dataset.encodes) >= 1")
     assert wait_for_new_image(page, "drawn-recon", blank) != blank
     page.click("#explore-drawn")
     decoded = wait_for_new_image(page, "decoded", decoded)
@@ -417,5 +529,7 @@ def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path
     wait_for_new_image(page, "decoded", decoded)
     page.wait_for_timeout(300)  # let the last replies land before the screenshot
     save_screenshot(page, tmp_path, "serve.png")
+    assert page.evaluate("window.cspViolations") == []
+    assert not [text for text in console if "Content Security Policy" in text]
     assert page.errors == []
     assert page.locator("#toast").is_hidden()

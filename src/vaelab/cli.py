@@ -341,7 +341,11 @@ def report(study_dir: Path, figures: bool) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where the test images are (default: where the runs were trained from, else $VAELAB_DATA, "
                    "else the per-user cache).")
-def serve(directory: Path, host: str, port: int, data_dir: str | None) -> None:
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
+              help="Also answer requests addressed to this name (repeatable), e.g. behind a proxy. By default only "
+                   "127.0.0.1, localhost, [::1] and the --host address, with the port, are answered: a page on "
+                   "another site that re-points its name at this machine is refused.")
+def serve(directory: Path, host: str, port: int, data_dir: str | None, allow_hosts: tuple[str, ...]) -> None:
     """Explore a trained run or a study in the browser.
 
     DIRECTORY is a run directory (config.json + checkpoint.pt) or a study directory (latent_<z>/ runs).
@@ -350,7 +354,7 @@ def serve(directory: Path, host: str, port: int, data_dir: str | None) -> None:
     """
     from .serve import serve_forever
 
-    serve_forever(directory, host, port, data_dir, echo=click.echo)
+    serve_forever(directory, host, port, data_dir, echo=click.echo, allow_hosts=allow_hosts)
 
 
 def parse_latent_dims(text: str) -> list[int]:

@@ -12,7 +12,9 @@ API (every error is JSON ``{"error": message}`` with a 4xx status):
   POST /api/runs/<run>/sample           {"seed": int?} -> a prior draw and its decoding
   POST /api/runs/<run>/interpolate      {"a": index, "b": index, "steps": n} -> the decoded strip
   POST /api/runs/<run>/encode           {"image": data URL} -> MNIST-style input, mean, std, reconstruction
-Pixels are row-major lists of 784 grey levels 0..255.
+Pixels are row-major lists of 784 grey levels 0..255. Requests addressed to other names than the ones
+served, non-JSON POST bodies and cross-site POSTs are refused, and every response carries a strict
+Content-Security-Policy (see ``guard``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import ipaddress
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, NotFound
 
+from . import guard
 from .errors import VaelabError
 from .explorer import (
     MAX_INTERPOLATION_STEPS,
@@ -56,10 +59,13 @@ def pixels(image: np.ndarray) -> list[int]:
     return image.reshape(-1).tolist()
 
 
-def create_app(explorer: Explorer) -> Flask:
+def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
+    """The explorer's app, answering requests whose Host is one of ``hosts`` (``make_server`` adds the
+    names of the address it binds)."""
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
+    guard.install(app, hosts)
 
     def find_run(name: str) -> Run:
         try:
@@ -188,21 +194,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(app: Flask, host: str, port: int):  # -> waitress's server; it has no public type
-    """A waitress server bound to host:port (0 picks a free port: see ``server.effective_port``)."""
+def make_server(app: Flask, host: str, port: int, allow_hosts: Iterable[str] = ()):  # -> waitress's server
+    """A waitress server bound to host:port (0 picks a free port: see ``server.effective_port``); the app
+    then answers the loopback names and ``host`` with that port, and ``allow_hosts``."""
     from waitress.server import create_server
 
     try:
-        return create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="vaelab")
+        server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="vaelab")
     except OSError as exc:
         raise VaelabError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port "
                           "or --host.") from None
+    app.config[guard.ALLOWED_HOSTS] |= guard.served_hosts(host, int(server.effective_port), allow_hosts)
+    return server
 
 
 def serve_forever(directory: str | os.PathLike, host: str, port: int, data_dir: str | os.PathLike | None,
-                  echo: Callable[[str], None] = print) -> None:
+                  echo: Callable[[str], None] = print, allow_hosts: Iterable[str] = ()) -> None:
     explorer = load_explorer(Path(directory), data_dir)
-    server = make_server(create_app(explorer), host, port)
+    server = make_server(create_app(explorer), host, port, allow_hosts)
     where = f"[{host}]" if ":" in host else host
     echo(f"vaelab: serving {', '.join(explorer.runs)} from {directory} at http://{where}:{server.effective_port}/ "
          "(Ctrl-C to stop)")

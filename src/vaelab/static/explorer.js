@@ -131,8 +131,11 @@ async function switchRun(name) {
   state.run = state.meta.runs.find((run) => run.name === name);
   for (const button of $("runs").children) button.classList.toggle("active", button.dataset.run === name);
   const run = state.run;
-  const loss = run.test_loss === null ? "" : ` · test −ELBO <b>${run.test_loss.toFixed(1)}</b> nats`;
-  $("run-info").innerHTML = `<b>${run.name}</b> · ${run.arch} · ${run.likelihood} · ${run.epochs} epochs${loss}`;
+  // Built from nodes: a run's name is a directory name, never markup.
+  const bold = (text) => { const b = document.createElement("b"); b.textContent = text; return b; };
+  const parts = [bold(run.name), ` · ${run.arch} · ${run.likelihood} · ${run.epochs} epochs`];
+  if (run.test_loss !== null) parts.push(" · test −ELBO ", bold(run.test_loss.toFixed(1)), " nats");
+  $("run-info").replaceChildren(...parts);
   state.z = new Array(run.latent_dim).fill(0);
   buildSliders();
   await loadPlane(0, Math.min(1, run.latent_dim - 1));
@@ -308,7 +311,9 @@ function buildLegend() {
   legend.replaceChildren();
   for (let digit = 0; digit < 10; digit++) {
     const item = document.createElement("span");
-    item.innerHTML = `<i style="background:${COLORS[digit]}"></i>${digit}`;
+    const swatch = document.createElement("i");
+    swatch.style.background = COLORS[digit];  // a CSSOM property, which the page's CSP allows; a style="" attribute it refuses
+    item.append(swatch, String(digit));
     legend.append(item);
   }
 }
