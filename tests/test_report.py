@@ -181,6 +181,17 @@ def test_page_links_only_files_that_exist_by_relative_paths(study):
     assert f"Not in latent_{INTERRUPTED}/ (yet): latent_space.gif" in (study / "report.html").read_text()
 
 
+def test_what_was_run_shows_each_runs_recorded_environment(study):
+    text = " ".join((study / "report.html").read_text().split())
+    setup = text[text.index('id="setup"'):text.index("Settings shared by every run")]
+    environment = json.loads((study / "latent_2" / "metrics.json").read_text())["environment"]
+    for title, key in (("Python", "python"), ("NumPy", "numpy"), ("CUDA", "cuda"), ("cuDNN", "cudnn"),
+                       ("CPU", "cpu"), ("CPU threads", "threads")):
+        assert f"<dt>{title}</dt><dd>{environment[key]}</dd>" in setup, title
+    assert environment["git_commit"] in setup
+    assert ("uncommitted changes" in setup) == (environment["git_dirty"] == "true")
+
+
 def test_cli_report_rebuilds_everything_without_retraining(study, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(study, copy)

@@ -15,13 +15,11 @@ torn file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +31,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_file
 from .data import NUM_CLASSES, Dataset
 from .errors import CheckpointError
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; the atomic rename still keeps the cache file whole
-    fcntl = None
+from .locks import exclusive
 
 CLASSIFIER_FORMAT = "vaelab-classifier"
 CLASSIFIER_VERSION = 1
@@ -169,20 +163,6 @@ def cache_path(dataset: Dataset, recipe: ClassifierRecipe, directory: Path) -> P
     return directory / f"{dataset.name}-{key}.pt"
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Block until this process alone may train the classifier cached at ``path``."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
 def _save_atomic(path: Path, payload: dict) -> None:
     with atomic_file(path) as f:
         torch.save(payload, f)
@@ -213,7 +193,7 @@ def load_or_train_classifier(dataset: Dataset, device: torch.device | str = "cpu
     path = cache_path(dataset, recipe, directory)
     if path.exists():
         return _load(path, recipe, device)
-    with _exclusive(path):
+    with exclusive(path):
         if path.exists():  # another process trained it while this one waited for the lock
             return _load(path, recipe, device)
         start = time.perf_counter()

@@ -775,6 +775,28 @@ def device_text(run: Run) -> str:
     return device if processes == 1 else f"{device} × {processes} processes"
 
 
+ENVIRONMENT_FACTS = (("python", "Python"), ("numpy", "NumPy"), ("torch", "torch"), ("cuda", "CUDA"),
+                     ("cudnn", "cuDNN"), ("gpu", "GPU"), ("cpu", "CPU"), ("threads", "CPU threads"),
+                     ("platform", "platform"))
+
+
+def code_text(environment: dict[str, str]) -> str:
+    """The git commit of the code that trained, marked when its tracked files had been changed."""
+    commit = environment.get("git_commit", "not recorded")
+    dirty = environment.get("git_dirty")
+    if dirty == "true":
+        return f"{commit} with uncommitted changes"
+    return commit if dirty == "false" or len(commit) != 40 else f"{commit} (changes not recorded)"
+
+
+def software_facts(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """Versions, processor, threads and the code's commit of each run's latest session (older runs
+    recorded only torch)."""
+    facts = [(title, same_or_each(runs, lambda r, key=key: r.environment.get(key, "not recorded")))
+             for key, title in ENVIRONMENT_FACTS]
+    return [*facts, ("code (git commit)", same_or_each(runs, lambda r: code_text(r.environment)))]
+
+
 def setup_section(study: Study) -> str:
     runs = study.runs
     data = runs[0].config.get("data", {})
@@ -783,7 +805,7 @@ def setup_section(study: Study) -> str:
         ("data directory", same_or_each(runs, lambda r: r.environment.get("data_dir")
                                         or r.config.get("data", {}).get("data_dir") or "default (not recorded)")),
         ("device", same_or_each(runs, device_text)),
-        ("torch", same_or_each(runs, lambda r: r.environment.get("torch", "not recorded"))),
+        *software_facts(runs),
         ("vaelab", same_or_each(runs, lambda r: str(r.config.get("vaelab_version", "?")))),
         ("latent sizes", ", ".join(str(r.latent_dim) for r in runs)),
         ("images scored per evaluation", same_or_each(

@@ -33,7 +33,8 @@ from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, remove_st
 from .config import RunConfig, write_text_atomic
 from .data import Dataset
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
-from .runlock import RunLock
+from .environment import describe_environment
+from .locks import RunLock
 from .evaluation import METRICS
 from .losses import negative_elbo
 from .models import VAE
@@ -216,8 +217,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
         # Where and with what the latest session ran, for the study report.
-        self.environment = {"device": str(self.device), "processes": str(self.world_size), "torch": torch.__version__,
-                            "data_dir": str(dataset.root)}
+        self.environment = describe_environment(self.device, self.world_size, dataset.root)
 
     # -- state -----------------------------------------------------------------------------------
 
