@@ -124,3 +124,29 @@ def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeyp
     assert (first.model.arch, first.model.latent_dim, first.model.likelihood, first.train.beta) == (
         "conv-spatial", 16, "gaussian", 1e-3)
     assert second.model.arch == "conv-spatial" and second.train.beta == 0.5 and second.train.warmup_epochs == 2
+
+
+def test_train_on_an_rgb_folder_records_the_data_shape_and_resumes(tmp_path, monkeypatch):
+    from conftest import write_image_folder
+
+    from vaelab.checkpoint import load_model
+
+    monkeypatch.setenv("VAELAB_IMAGE_CACHE", str(tmp_path / "cache"))
+    data_dir = write_image_folder(tmp_path / "images", {"a": 30, "b": 30}, size=20, mode="RGB")
+    args = ["train", "--dataset", "folder", "--data-dir", str(data_dir), "--arch", "conv", "-z", "3",
+            "--run-dir", str(tmp_path / "run"), "--image-size", "16", *FAST]
+    assert invoke(*args).exit_code == 0
+    model, config = load_model(tmp_path / "run")
+    assert config.model.image_shape == (3, 16, 16) and config.data.image_size == 16
+    assert config.data.data_dir == str(data_dir)
+    assert model.sample(1).shape == (1, 3, 16, 16)
+    resumed = invoke(*args[:-len(FAST)], *FAST, "--resume", "--epochs", "2")
+    assert resumed.exit_code == 0
+    assert [r["epoch"] for r in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]][-1] == 2
+
+
+def test_folder_errors_exit_1_with_the_message(tmp_path):
+    (tmp_path / "images").mkdir()
+    result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--data-dir", str(tmp_path / "images"),
+                                      "--run-dir", str(tmp_path / "run"), *FAST])
+    assert result.exit_code == 1 and "no image files found" in result.output and "Traceback" not in result.output

@@ -77,3 +77,44 @@ def test_only_the_learned_gaussian_has_a_trainable_std():
     assert any(p is learned.log_std for p in learned.parameters())
     fixed = VAE(ModelConfig(likelihood="gaussian", gaussian_std=0.2))
     assert fixed.decoder_std() == 0.2 and not hasattr(fixed, "log_std")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv", "conv-spatial"])
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 25, 25), (3, 20, 36)])
+def test_every_architecture_builds_from_the_data_shape(arch, shape):
+    model = VAE(ModelConfig(arch=arch, latent_dim=3, image_shape=shape))
+    x = torch.rand(2, *shape)
+    logits, mu, _ = model(x)
+    assert logits.shape == x.shape and mu.shape == (2, *model.latent_shape)
+    assert model.sample(2).shape == (2, *shape)
+
+
+def test_conv_depth_follows_the_image_size():
+    def strided(shape):
+        encoder = VAE(ModelConfig(arch="conv", image_shape=shape)).encoder
+        return [m.out_channels for m in encoder if isinstance(m, torch.nn.Conv2d)]
+
+    assert strided((1, 28, 28)) == [32, 64]  # 28 -> 14 -> 7, as before
+    assert strided((3, 32, 32)) == [32, 64]  # -> 16 -> 8
+    assert strided((3, 64, 64)) == [32, 64, 128]  # -> 32 -> 16 -> 8
+    assert strided((3, 128, 128)) == [32, 64, 128, 256]
+    assert VAE(ModelConfig(arch="conv-spatial", image_shape=(3, 64, 64))).latent_shape == (2, 16, 16)
+
+
+def test_images_too_small_are_refused():
+    with pytest.raises(ValueError, match="too small"):
+        VAE(ModelConfig(arch="conv", image_shape=(1, 6, 6)))
+
+
+def test_load_model_rebuilds_the_saved_shape(tmp_path):
+    from vaelab.checkpoint import load_model, save_checkpoint
+    from vaelab.config import RunConfig
+
+    config = RunConfig(model=ModelConfig(arch="conv", latent_dim=4, image_shape=(3, 20, 20)))
+    model = VAE(config.model)
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": config.to_dict(), "model": model.state_dict(),
+                                                 "optimizer": {}, "epoch": 1, "step": 1, "history": []})
+    loaded, loaded_config = load_model(tmp_path / "checkpoint.pt")
+    assert loaded_config.model.image_shape == (3, 20, 20)
+    x = torch.rand(2, 3, 20, 20)
+    assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))

@@ -21,6 +21,7 @@ from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
 from .config import (ARCHITECTURES, LIKELIHOODS, PROJECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
                      write_text_atomic)
+from .data import DATASETS
 from .errors import VaelabError
 from .report import build_report, redraw_stale_figures
 from .measures import DEFAULT_IWAE_K
@@ -53,7 +54,8 @@ def training_options(func: Callable) -> Callable:
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     options = [
         click.option("--arch", type=click.Choice(ARCHITECTURES), default=m.arch, show_default=True,
-                     help="Encoder/decoder architecture."),
+                     help="Encoder/decoder architecture; they build from the data's shape. conv is the better "
+                          "choice for images larger than 28 px or in colour (its depth follows the image size)."),
         click.option("--hidden", type=str, default=",".join(map(str, m.hidden)), show_default=True,
                      help="mlp: comma-separated hidden layer widths."),
         click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=m.likelihood, show_default=True,
@@ -72,11 +74,18 @@ def training_options(func: Callable) -> Callable:
         click.option("--seed", type=int, default=t.seed, show_default=True),
         click.option("--device", type=str, default=t.device, show_default=True,
                      help="auto picks CUDA, then Apple MPS, then CPU; or name one (cpu, cuda, cuda:1, mps)."),
-        click.option("--dataset", type=click.Choice(("mnist", "fashion-mnist", "idx")), default=d.dataset,
-                     show_default=True, help="idx: any four 28x28 IDX files with the standard names."),
+        click.option("--dataset", type=click.Choice(DATASETS), default=d.dataset, show_default=True,
+                     help="idx: any four 28x28 IDX files with the standard names. folder: your own images in "
+                          "--data-dir (DIR/train/<class>/ + DIR/test/<class>/, DIR/<class>/, or all in DIR; any "
+                          "format Pillow reads). cifar10: the CIFAR-10 python archive (downloaded when missing)."),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where the IDX files are (default: $VAELAB_DATA, else a per-user cache dir; "
-                          "missing MNIST files are downloaded there)."),
+                     help="Where the data is (default: $VAELAB_DATA for MNIST, else a per-user cache dir; "
+                          "missing MNIST / CIFAR-10 files are downloaded there). Required for folder."),
+        click.option("--channels", type=click.Choice(("1", "3")), default=None,
+                     help="folder: convert every image to grey (1) or RGB (3) [default: what most files are]."),
+        click.option("--image-size", type=click.IntRange(min=11), default=None,
+                     help="folder: resize each image's shorter side to N and centre-crop to NxN [default: the "
+                          "images' own size when they are all square]."),
         click.option("--binarize", is_flag=True,
                      help="Dynamically binarise training images (fixed binarisation for evaluation), as in the "
                           "binary-MNIST literature."),
@@ -118,9 +127,13 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 
 def build_config(latent_dim: int, opts: dict[str, Any]) -> RunConfig:
+    data_dir = opts["data_dir"]
+    if data_dir and opts["dataset"] in ("folder", "cifar10"):
+        data_dir = str(Path(data_dir).expanduser().absolute())  # so `vaelab serve` finds it from anywhere
     return RunConfig(
-        data=DataConfig(dataset=opts["dataset"], data_dir=opts["data_dir"], train_eval_size=opts["train_eval_size"],
-                        binarize=opts["binarize"]),
+        data=DataConfig(dataset=opts["dataset"], data_dir=data_dir, train_eval_size=opts["train_eval_size"],
+                        binarize=opts["binarize"], channels=int(opts["channels"]) if opts["channels"] else None,
+                        image_size=opts["image_size"]),
         model=ModelConfig(arch=opts["arch"], latent_dim=latent_dim, hidden=parse_widths(opts["hidden"]),
                           likelihood=opts["likelihood"], gaussian_std=opts["gaussian_std"]),
         train=TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], beta=opts["beta"],
@@ -167,7 +180,10 @@ def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any =
     from .data import load_dataset
     from .training import Trainer
 
-    dataset = load_dataset(config.data.dataset, config.data.data_dir)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
+                           image_size=config.data.image_size, progress=opts["progress"])
+    # The models build from the data's shape, and the run's config records it so load_model can too.
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
     trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"],
                       ddp=ddp)
     if opts["iwae_every_epoch"]:

@@ -17,7 +17,7 @@ from .atomic import atomic_file
 from .errors import CheckpointError, OutputDirError
 
 CONFIG_VERSION = 1
-ARCHITECTURES = ("mlp", "conv", "conv-spatial")  # conv-spatial: a latent map of latent_dim channels at 7x7
+ARCHITECTURES = ("mlp", "conv", "conv-spatial")  # conv-spatial: a latent map of latent_dim channels at H/4 x W/4
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
 PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
 
@@ -28,6 +28,8 @@ class DataConfig:
     data_dir: str | None = None
     train_eval_size: int = 10_000  # fixed subset of the training set scored at each evaluation
     binarize: bool = False  # dynamic binarisation of training batches, fixed binarisation of eval sets
+    channels: int | None = None  # folder: convert images to 1 (grey) or 3 (RGB); None: what most files are
+    image_size: int | None = None  # folder: resize the shorter side and centre-crop to this; None: as found
 
 
 @dataclass
@@ -38,10 +40,12 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64)  # conv: channels of the two stride-2 stages
     likelihood: str = "bernoulli"
     gaussian_std: float = 0.1  # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
+    image_shape: tuple[int, ...] = (1, 28, 28)  # (channels, height, width) of the data: set from it
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.channels = tuple(int(c) for c in self.channels)
+        self.image_shape = tuple(int(d) for d in self.image_shape)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The VAE: a Gaussian encoder q(z|x) = N(mu, diag sigma^2), the reparameterization trick and a
 decoder that outputs per-pixel logits. Three architectures (``mlp``, ``conv`` with a latent vector,
-``conv-spatial`` with a latent map of ``latent_dim`` channels at 7x7), any latent size.
+``conv-spatial`` with a latent map of ``latent_dim`` channels at a quarter of the image size, 7x7 on
+MNIST), any latent size, any image shape (C, H, W): ``ModelConfig.image_shape``, saved with the run.
 
-Images enter as float tensors in [0, 1] of shape (N, 1, 28, 28). The decoder's output is always a
+Images enter as float tensors in [0, 1] of shape (N, C, H, W), (N, 1, 28, 28) on MNIST. The decoder's output is always a
 logit map; the decoder *mean* image is its sigmoid, for every likelihood, so reconstructions stay
 in [0, 1]. (For the continuous Bernoulli, sigmoid(logits) is its shape parameter lambda, not the
 distribution's mean, which lies nearer 1/2; vaelab shows and scores lambda, as PyTorch's VAE example
@@ -18,13 +19,14 @@ from torch import nn
 
 from .config import ARCHITECTURES, ModelConfig
 
-IMAGE_SHAPE = (1, 28, 28)
-IMAGE_PIXELS = math.prod(IMAGE_SHAPE)
+MNIST_SHAPE = (1, 28, 28)
+BOTTLENECK_SIDE = 8  # conv: stride-2 stages are added until the feature map is at most this wide
+MAX_CONV_CHANNELS = 256
 
 
-def mlp_encoder(latent_dim: int, hidden: tuple[int, ...]) -> nn.Module:
+def mlp_encoder(latent_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
-    width = IMAGE_PIXELS
+    width = math.prod(image_shape)
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
@@ -32,55 +34,99 @@ def mlp_encoder(latent_dim: int, hidden: tuple[int, ...]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def mlp_decoder(latent_dim: int, hidden: tuple[int, ...]) -> nn.Module:
+def mlp_decoder(latent_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
     layers: list[nn.Module] = []
     width = latent_dim
     for h in reversed(hidden):
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    layers += [nn.Linear(width, IMAGE_PIXELS), nn.Unflatten(1, IMAGE_SHAPE)]
+    layers += [nn.Linear(width, math.prod(image_shape)), nn.Unflatten(1, tuple(image_shape))]
     return nn.Sequential(*layers)
 
 
-def conv_encoder(latent_dim: int, channels: tuple[int, ...]) -> nn.Module:
-    c1, c2 = channels
+def stage_sizes(height: int, width: int, stages: int | None = None) -> list[tuple[int, int]]:
+    """Feature-map sizes through stride-2 4x4 convolutions (padding 1), from the image down.
+
+    ``stages`` None: at least two, then more until the map is at most ``BOTTLENECK_SIDE`` wide, so the
+    depth follows the image size (28 -> 14 -> 7; 32 -> 16 -> 8; 64 -> 32 -> 16 -> 8)."""
+    sizes = [(height, width)]
+    while (len(sizes) - 1 < (stages or 2) or (stages is None and max(sizes[-1]) > BOTTLENECK_SIDE)):
+        h, w = sizes[-1]
+        if min(h, w) < 2:
+            raise ValueError(f"images of {height}x{width} are too small for {len(sizes)} stride-2 stages")
+        sizes.append((h // 2, w // 2))
+    return sizes
+
+
+def stage_channels(channels: tuple[int, ...], stages: int) -> tuple[int, ...]:
+    """The configured widths, then each further stage doubles the last (up to ``MAX_CONV_CHANNELS``)."""
+    widths = list(channels[:stages])
+    while len(widths) < stages:
+        widths.append(min(2 * widths[-1], MAX_CONV_CHANNELS))
+    return tuple(widths)
+
+
+def _down(in_channels: int, widths: tuple[int, ...]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.ReLU()]
+        in_channels = width
+    return layers
+
+
+def _up(widths: tuple[int, ...], out_channels: int, sizes: list[tuple[int, int]]) -> list[nn.Module]:
+    """Transposed convolutions back up through ``sizes``; output_padding restores odd sizes (25 -> 12 -> 25)."""
+    layers: list[nn.Module] = []
+    targets = list(reversed(widths[:-1])) + [out_channels]
+    in_channels = widths[-1]
+    for k, width in enumerate(targets):
+        (small_h, small_w), (big_h, big_w) = sizes[-1 - k], sizes[-2 - k]
+        padding = (big_h - 2 * small_h, big_w - 2 * small_w)
+        layers.append(nn.ConvTranspose2d(in_channels, width, 4, stride=2, padding=1, output_padding=padding))
+        if k < len(targets) - 1:
+            layers.append(nn.ReLU())
+        in_channels = width
+    return layers
+
+
+def conv_encoder(latent_dim: int, channels: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    sizes = stage_sizes(*image_shape[1:])
+    widths = stage_channels(channels, len(sizes) - 1)
+    h, w = sizes[-1]
     return nn.Sequential(
-        nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # 28 -> 14
-        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
+        *_down(image_shape[0], widths),  # MNIST: 28 -> 14 -> 7
         nn.Flatten(),
-        nn.Linear(c2 * 7 * 7, 256), nn.ReLU(),
+        nn.Linear(widths[-1] * h * w, 256), nn.ReLU(),
         nn.Linear(256, 2 * latent_dim),
     )
 
 
-def conv_decoder(latent_dim: int, channels: tuple[int, ...]) -> nn.Module:
-    c1, c2 = channels
+def conv_decoder(latent_dim: int, channels: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    sizes = stage_sizes(*image_shape[1:])
+    widths = stage_channels(channels, len(sizes) - 1)
+    h, w = sizes[-1]
     return nn.Sequential(
         nn.Linear(latent_dim, 256), nn.ReLU(),
-        nn.Linear(256, c2 * 7 * 7), nn.ReLU(),
-        nn.Unflatten(1, (c2, 7, 7)),
-        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
-        nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # 14 -> 28
+        nn.Linear(256, widths[-1] * h * w), nn.ReLU(),
+        nn.Unflatten(1, (widths[-1], h, w)),
+        *_up(widths, image_shape[0], sizes),  # MNIST: 7 -> 14 -> 28
     )
 
 
-def spatial_encoder(latent_channels: int, channels: tuple[int, ...]) -> nn.Module:
-    """Fully convolutional: posterior parameters are maps of 2 * latent_channels at 7x7."""
-    c1, c2 = channels
-    return nn.Sequential(
-        nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # 28 -> 14
-        nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
-        nn.Conv2d(c2, 2 * latent_channels, 3, padding=1),
-    )
+def spatial_encoder(latent_channels: int, channels: tuple[int, ...],
+                    image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    """Fully convolutional: posterior parameters are maps of 2 * latent_channels at a quarter of the
+    image's size (7x7 on MNIST)."""
+    widths = stage_channels(channels, 2)
+    return nn.Sequential(*_down(image_shape[0], widths), nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1))
 
 
-def spatial_decoder(latent_channels: int, channels: tuple[int, ...]) -> nn.Module:
-    c1, c2 = channels
-    return nn.Sequential(
-        nn.Conv2d(latent_channels, c2, 3, padding=1), nn.ReLU(),
-        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
-        nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # 14 -> 28
-    )
+def spatial_decoder(latent_channels: int, channels: tuple[int, ...],
+                    image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
+    widths = stage_channels(channels, 2)
+    sizes = stage_sizes(*image_shape[1:], stages=2)
+    return nn.Sequential(nn.Conv2d(latent_channels, widths[-1], 3, padding=1), nn.ReLU(),
+                         *_up(widths, image_shape[0], sizes))
 
 
 class VAE(nn.Module):
@@ -96,16 +142,19 @@ class VAE(nn.Module):
         self.latent_dim = config.latent_dim
         # The shape of one z; consumers that want vectors (evaluation, measures) flatten it.
         self.latent_shape: tuple[int, ...] = (config.latent_dim,)
+        shape = config.image_shape
+        if min(shape[1:]) < 8:
+            raise ValueError(f"images of {shape[1]}x{shape[2]} are too small; the models need at least 8x8")
         if config.arch == "mlp":
-            self.encoder = mlp_encoder(config.latent_dim, config.hidden)
-            self.decoder = mlp_decoder(config.latent_dim, config.hidden)
+            self.encoder = mlp_encoder(config.latent_dim, config.hidden, shape)
+            self.decoder = mlp_decoder(config.latent_dim, config.hidden, shape)
         elif config.arch == "conv":
-            self.encoder = conv_encoder(config.latent_dim, config.channels)
-            self.decoder = conv_decoder(config.latent_dim, config.channels)
+            self.encoder = conv_encoder(config.latent_dim, config.channels, shape)
+            self.decoder = conv_decoder(config.latent_dim, config.channels, shape)
         else:
-            self.encoder = spatial_encoder(config.latent_dim, config.channels)
-            self.decoder = spatial_decoder(config.latent_dim, config.channels)
-            self.latent_shape = (config.latent_dim, 7, 7)
+            self.encoder = spatial_encoder(config.latent_dim, config.channels, shape)
+            self.decoder = spatial_decoder(config.latent_dim, config.channels, shape)
+            self.latent_shape = (config.latent_dim, *stage_sizes(*shape[1:], stages=2)[-1])
         if config.likelihood == "gaussian-learned":
             # One global log sigma: a per-pixel one would shrink without bound on MNIST's always-black
             # border pixels and drive the NLL to minus infinity.
@@ -121,7 +170,7 @@ class VAE(nn.Module):
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-pixel logits of shape (N, 1, 28, 28)."""
+        """Per-pixel logits of shape (N, *image_shape): (N, 1, 28, 28) on MNIST."""
         return self.decoder(z)
 
     @staticmethod

@@ -84,8 +84,9 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1] on ``device``."""
-    return images.to(device).unsqueeze(1).float().div_(255.0)
+    """uint8 (N, H, W) grey or (N, C, H, W) -> float32 (N, C, H, W) in [0, 1] on ``device``."""
+    images = images.to(device)
+    return (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255.0)
 
 
 def first_epoch_eval_steps(steps_per_epoch: int, count: int) -> list[int]:
@@ -207,6 +208,9 @@ class Trainer:
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
         self.device = ddp.device if ddp else select_device(config.train.device)
+        if tuple(config.model.image_shape) != dataset.image_shape:
+            raise VaelabError(f"the model is configured for images of shape {tuple(config.model.image_shape)} but "
+                              f"the data's are {dataset.image_shape}; resume with the data the run was trained on.")
         self.train_x = as_float_images(dataset.train.images, self.device)
         self.test_x = as_float_images(dataset.test.images, self.device)
         self.test_labels = dataset.test.labels
