@@ -84,7 +84,8 @@ def main() -> None:
         for d in (int(x) for x in args.latent_dims.split(",")):
             r = measure(data, d, args.epochs, root / f"latent_{d}", args.projection)
             print(f"| {d} | {r['points']} | {r['hook_wall_ms']:.0f} / {r['hook_cpu_ms']:.0f} "
-                  f"| {r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f} | {r['render_wall_s']:.1f} / {r['render_cpu_s']:.1f} "
+                  f"| {r['train_wall_s']:.0f} / {r['train_cpu_s']:.0f} "
+                  f"| {r['render_wall_s']:.1f} / {r['render_cpu_s']:.1f} "
                   f"| {r['latent_gif_mb']:.2f} | {r['recon_gif_mb']:.2f} | {r['frames_mb']:.1f} |", flush=True)
 
 

@@ -216,7 +216,8 @@ def print_throughput(args, device, dataset, train_x, workdir) -> None:
     print("| loop | s / epoch | images/s | vs classic | FLOP floor s / epoch |")
     print("|---|---|---|---|---|")
     print(f"| classic (DataLoader) | {classic_s:.2f} | {n / classic_s:,.0f} | 1.00x | {floor_s:.2f} |")
-    print(f"| vaelab step, same model | {vaelab_s:.2f} | {n / vaelab_s:,.0f} | {classic_s / vaelab_s:.2f}x | {floor_s:.2f} |")
+    print(f"| vaelab step, same model | {vaelab_s:.2f} | {n / vaelab_s:,.0f} | {classic_s / vaelab_s:.2f}x "
+          f"| {floor_s:.2f} |")
     print(f"\nFLOP floor of vaelab's default model ({default_model.arch} {default_model.hidden}): "
           f"{default_floor_s:.2f} s / epoch\n")
     print("## One evaluation point next to one training epoch (classic model)\n")

@@ -1,13 +1,63 @@
-"""Shared test fixtures: the real MNIST beside the checkout, and a small slice of it."""
+"""Shared test fixtures and helpers: the real MNIST beside the checkout, small configs, IDX files.
+
+The helpers are plain functions; test modules import them with ``from conftest import ...`` (pytest
+puts this directory on ``sys.path``).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaelab.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+
 REPO = Path(__file__).resolve().parents[1]
+IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+
+def small_config(latent_dim: int = 2, epochs: int = 1, *, hidden: tuple[int, ...] = (64,), train_eval_size: int = 256,
+                 lr: float = 2e-3, **train) -> RunConfig:
+    """A model and schedule small enough for a unit test on a CPU (batch 64)."""
+    return RunConfig(
+        data=DataConfig(train_eval_size=train_eval_size),
+        model=ModelConfig(latent_dim=latent_dim, hidden=hidden),
+        train=TrainConfig(epochs=epochs, batch_size=64, lr=lr, device="cpu", **train),
+    )
+
+
+def write_idx(path: Path, array) -> None:
+    """One uint8 IDX file (magic 0x0008, then the dimensions, then the bytes)."""
+    array = np.ascontiguousarray(np.asarray(array), dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def write_idx_dataset(directory: Path, data) -> Path:
+    """The four standard IDX files of ``data`` (a vaelab Dataset), for the CLI's ``--dataset idx``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = (data.train.images, data.train.labels, data.test.images, data.test.labels)
+    for name, array in zip(IDX_NAMES, arrays, strict=True):
+        write_idx(directory / name, array.numpy())
+    return directory
+
+
+# Fixtures that train something for tens of seconds: a test using one is ``slow`` (``make test`` still runs it).
+SLOW_FIXTURES = {"tiny_classifier", "trained_small_model", "study", "ddp_run"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that drives Chromium is a ``browser`` test, and every test using a training fixture is
+    ``slow``, whichever file it is in; ``pytest -m "not slow and not browser"`` is the quick subset."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if {"browser", "page"} & fixtures:
+            item.add_marker(pytest.mark.browser)
+        if SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
 
 
 def shared_mnist_dir() -> Path:

@@ -35,6 +35,7 @@ def test_the_tiny_session_classifier_learned_something(tiny_classifier, mnist):
     assert 0.8 < tiny_classifier.test_accuracy <= 1
 
 
+@pytest.mark.slow
 def test_trains_once_then_reads_the_cache(mnist, tmp_path, monkeypatch):
     data = mnist.head(1024, 500)
     first = load_or_train_classifier(data, "cpu", TINY, tmp_path)
@@ -59,6 +60,7 @@ def test_cache_file_names_change_with_the_recipe_and_the_data(mnist, tmp_path):
                       tmp_path) == cache_path(data, TINY, tmp_path)
 
 
+@pytest.mark.slow
 def test_concurrent_callers_train_it_only_once(mnist, tmp_path, monkeypatch):
     data = mnist.head(1024, 500)
     calls = []

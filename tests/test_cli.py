@@ -56,6 +56,7 @@ def test_unwritable_output_dir_is_a_clear_message(mnist_dir, tmp_path):
     assert "cannot write to the output directory" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them(mnist_dir, tmp_path):
     study = tmp_path / "study"
     result = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *FAST)
@@ -74,6 +75,7 @@ def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them
     assert refused.exit_code == 1 and "--resume" in refused.output
 
 
+@pytest.mark.slow
 def test_train_resume_can_extend_the_epochs(mnist_dir, tmp_path):
     run = tmp_path / "run"
     assert invoke("train", "-z", "2", "--data-dir", str(mnist_dir), "--run-dir", str(run), *FAST).exit_code == 0
@@ -89,6 +91,7 @@ def test_module_entry_point_runs():
     assert result.returncode == 0 and "vaelab" in result.stdout
 
 
+@pytest.mark.slow
 def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skipped(mnist_dir, tmp_path, monkeypatch,
                                                                                   tiny_classifier):
     monkeypatch.setattr("vaelab.measures.load_or_train_classifier", lambda *args, **kwargs: tiny_classifier)
@@ -128,7 +131,6 @@ def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeyp
 
 def test_train_on_an_rgb_folder_records_the_data_shape_and_resumes(tmp_path, monkeypatch):
     from conftest import write_image_folder
-
     from vaelab.checkpoint import load_model
 
     monkeypatch.setenv("VAELAB_IMAGE_CACHE", str(tmp_path / "cache"))

@@ -508,7 +508,8 @@ def test_idx_has_no_download(tmp_path: Path) -> None:
 
 
 def test_real_sources_are_complete() -> None:
-    assert set(data.SOURCES) == {"mnist", "fashion-mnist"} and set(DATASETS) == {"mnist", "fashion-mnist", "idx", "folder", "cifar10"}
+    assert set(data.SOURCES) == {"mnist", "fashion-mnist"}
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "idx", "folder", "cifar10"}
     for source in data.SOURCES.values():
         assert [resource.filename for resource in source.resources] == list(STANDARD_FILES)
         assert source.mirrors and all(mirror.endswith("/") for mirror in source.mirrors)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 import vaelab
+from conftest import write_idx_dataset
 from vaelab import distributed
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli
@@ -87,7 +86,8 @@ def test_noise_states_resume_per_rank_only_on_the_same_world_size():
     saved = {"noise": states[0], "rank_noise": states}
     ranks = [distributed.DataParallel(r, r, 2, torch.device("cpu")) for r in range(2)]
     assert torch.equal(distributed.saved_noise_state(saved, None), states[0])  # one process continues rank 0
-    assert [torch.equal(distributed.saved_noise_state(saved, ddp), s) for ddp, s in zip(ranks, states)] == [True] * 2
+    resumed = [distributed.saved_noise_state(saved, ddp) for ddp in ranks]
+    assert [torch.equal(r, s) for r, s in zip(resumed, states, strict=True)] == [True] * 2
     bigger = distributed.DataParallel(1, 1, 3, torch.device("cpu"))
     assert distributed.saved_noise_state(saved, bigger) is None  # a fresh stream from noise_seed(seed, 1)
     assert distributed.saved_noise_state({"noise": states[0]}, ranks[1]) is None  # from a single-process run
@@ -128,21 +128,10 @@ AUDIT_SITECUSTOMIZE = """
 """
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    path.write_bytes(struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.tobytes())
-
-
 @pytest.fixture(scope="module")
 def small_idx(mnist, tmp_path_factory) -> Path:
     """The first N_TRAIN / N_TEST MNIST images as a user's own IDX data set (--dataset idx)."""
-    root = tmp_path_factory.mktemp("idx")
-    write_idx(root / "train-images-idx3-ubyte", mnist.train.images[:N_TRAIN].numpy())
-    write_idx(root / "train-labels-idx1-ubyte", mnist.train.labels[:N_TRAIN].numpy())
-    write_idx(root / "t10k-images-idx3-ubyte", mnist.test.images[:N_TEST].numpy())
-    write_idx(root / "t10k-labels-idx1-ubyte", mnist.test.labels[:N_TEST].numpy())
-    return root
+    return write_idx_dataset(tmp_path_factory.mktemp("idx"), mnist.head(N_TRAIN, N_TEST))
 
 
 def audit_log(directory: Path, rank: int) -> list[tuple[int, str, Path]]:
@@ -182,6 +171,7 @@ def ddp_run(small_idx, tmp_path_factory) -> dict:
             "output": output}
 
 
+@pytest.mark.slow
 def test_each_rank_trains_its_part_of_every_global_batch(ddp_run):
     logs = [json.loads((ddp_run["shards"] / f"rank{r}.jsonl").read_text()) for r in range(2)]
     assert [(log["epoch"], log["first_step"], log["rank"], log["world_size"]) for log in logs] == [(0, 0, 0, 2),
@@ -191,10 +181,11 @@ def test_each_rank_trains_its_part_of_every_global_batch(ddp_run):
     # Both ranks took the same number of steps, each on its half of the single-process batch of that step.
     global_batches = epoch_permutation(N_TRAIN, SEED, 0).split(BATCH)
     assert len(logs[0]["batches"]) == len(logs[1]["batches"]) == len(global_batches)
-    for mine, theirs, batch in zip(logs[0]["batches"], logs[1]["batches"], global_batches):
+    for mine, theirs, batch in zip(logs[0]["batches"], logs[1]["batches"], global_batches, strict=False):
         assert mine + theirs == batch.tolist() and abs(len(mine) - len(theirs)) <= 1
 
 
+@pytest.mark.slow
 def test_only_rank_0_writes_the_run_directory(ddp_run):
     run_dir = ddp_run["run_dir"]
     figures = ["architecture.png", "frames", "interpolations.png", "latent_space.gif", "latent_space.png",
@@ -212,6 +203,7 @@ def test_only_rank_0_writes_the_run_directory(ddp_run):
     assert f"rank 0/2 on cpu (gloo); this rank writes {run_dir}" in ddp_run["output"]
 
 
+@pytest.mark.slow
 def test_recorded_metrics_are_those_of_one_process_on_the_whole_sets(ddp_run, small_idx):
     saved = json.loads((ddp_run["run_dir"] / "metrics.json").read_text())
     history = saved["history"]
@@ -230,6 +222,7 @@ def test_recorded_metrics_are_those_of_one_process_on_the_whole_sets(ddp_run, sm
             assert history[-1][split][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, name)
 
 
+@pytest.mark.slow
 def test_a_distributed_checkpoint_resumes_in_one_process(ddp_run, small_idx, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -244,6 +237,7 @@ def test_a_distributed_checkpoint_resumes_in_one_process(ddp_run, small_idx, tmp
     assert history[-1]["test"]["loss"] < history[5]["test"]["loss"]
 
 
+@pytest.mark.slow
 def test_a_single_process_checkpoint_resumes_data_parallel(small_idx, tmp_path):
     run_dir = tmp_path / "run"
     single = CliRunner().invoke(cli, ["train", "-z", "2", "--run-dir", str(run_dir), *train_args(small_idx, 1)])

@@ -13,9 +13,9 @@ from PIL import Image
 
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.explorer import (
+    Z_LIMIT,
     BadInput,
     Run,
-    Z_LIMIT,
     decode_image_data,
     discover_runs,
     interpolation_path,
@@ -44,8 +44,8 @@ def best_correlation_within_a_pixel(a: np.ndarray, b: np.ndarray) -> float:
 def test_mnist_style_recovers_mnist_digits_from_large_drawings_of_them(mnist):
     digits = mnist.test.images[:40].numpy()
     redone = [mnist_style(upscaled(d)) for d in digits]
-    assert np.mean([correlation(r, d) for r, d in zip(redone, digits)]) > 0.9
-    assert min(best_correlation_within_a_pixel(r, d) for r, d in zip(redone, digits)) > 0.9
+    assert np.mean([correlation(r, d) for r, d in zip(redone, digits, strict=True)]) > 0.9
+    assert min(best_correlation_within_a_pixel(r, d) for r, d in zip(redone, digits, strict=True)) > 0.9
 
 
 def test_mnist_style_fits_a_20_pixel_box_centred_by_mass(mnist):

@@ -9,19 +9,17 @@ import os
 import pickle
 import tarfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import write_image, write_image_folder
 from vaelab import data, images
 from vaelab.data import load_dataset
 from vaelab.errors import DataError, DataNotFoundError
 from vaelab.images import LoadOptions, held_out, load_cifar10, load_folder
-
-from conftest import write_image, write_image_folder
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +57,7 @@ def test_class_folders_without_split_are_split_by_path_hash(tmp_path):
     assert 10 <= expected_test <= 30  # about a fifth
     # every image is where its pixels say it came from: the label is its folder
     for split in (dataset.train, dataset.test):
-        for image, label in zip(split.images, split.labels):
+        for image, label in zip(split.images, split.labels, strict=True):
             assert label == (0 if int(image[0, 0]) < 128 else 1)
 
 

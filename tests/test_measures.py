@@ -25,7 +25,6 @@ from vaelab.measures import (
 from vaelab.models import VAE
 from vaelab.training import EvalPoint, as_float_images
 
-
 DEPENDENT_PIXELS = 8
 
 
@@ -88,7 +87,7 @@ def trained_small_model(mnist):
     x = as_float_images(mnist.train.images[:4096], torch.device("cpu"))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
-    for step in range(150):
+    for _ in range(150):
         batch = x[torch.randint(0, len(x), (64,), generator=g)]
         logits, mu, logvar = model(batch, g)
         loss = negative_elbo(logits, batch, mu, logvar, "bernoulli")[0].mean()

@@ -22,7 +22,7 @@ def test_ssim_matches_scikit_image():
     reference = [
         structural_similarity(a[0].double().numpy(), b[0].double().numpy(), gaussian_weights=True, sigma=1.5,
                               use_sample_covariance=False, data_range=1)
-        for a, b in zip(x, y)
+        for a, b in zip(x, y, strict=True)
     ]
     np.testing.assert_allclose(ours, reference, atol=1e-4)
 
@@ -34,7 +34,7 @@ def test_ssim_per_channel_matches_scikit_image_on_colour_and_other_sizes(shape):
     reference = [
         structural_similarity(a.double().numpy(), b.double().numpy(), gaussian_weights=True, sigma=1.5,
                               use_sample_covariance=False, data_range=1, channel_axis=0)
-        for a, b in zip(x, y)
+        for a, b in zip(x, y, strict=True)
     ]
     np.testing.assert_allclose(ours, reference, atol=1e-4)
 
@@ -53,7 +53,7 @@ def test_ssim_of_identical_images_is_one():
 
 def test_psnr_and_mse_match_scikit_image():
     x, y = image_pairs()
-    reference = [peak_signal_noise_ratio(a.numpy(), b.numpy(), data_range=1) for a, b in zip(x, y)]
+    reference = [peak_signal_noise_ratio(a.numpy(), b.numpy(), data_range=1) for a, b in zip(x, y, strict=True)]
     np.testing.assert_allclose(psnr_per_image(x, y).numpy(), reference, rtol=1e-4)
     np.testing.assert_allclose(mse_per_image(x, y).numpy(), ((x - y) ** 2).mean((1, 2, 3)).numpy(), rtol=1e-6)
 

@@ -30,12 +30,15 @@ from click.testing import CliRunner
 
 import vaelab.atomic
 import vaelab.training
+from conftest import write_idx, write_idx_dataset
 from fault_driver import moment_patch, send
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, load_dataset, read_idx
+from vaelab.data import TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS, load_dataset, read_idx
 from vaelab.training import EvalPoint, Trainer, as_float_images
+
+pytestmark = pytest.mark.slow  # real CLI runs in subprocesses, killed and resumed
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("fault_driver.py")
@@ -50,11 +53,6 @@ N_TRAIN, N_TEST = 1024, 256  # 8 steps an epoch: evaluation points at steps 1, 3
 # --- fixtures and helpers -----------------------------------------------------------------------
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Runs in this process use one thread too, as the subprocesses do (see ENV)."""
@@ -65,13 +63,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def small_idx(mnist_dir, tmp_path_factory) -> Path:
+def small_idx(mnist, tmp_path_factory) -> Path:
     """The first images of MNIST as a custom ``--dataset idx`` set."""
-    root = tmp_path_factory.mktemp("small_idx")
-    for name, n in ((TRAIN_IMAGES, N_TRAIN), (TRAIN_LABELS, N_TRAIN), (TEST_IMAGES, N_TEST), (TEST_LABELS, N_TEST)):
-        source = mnist_dir / name if (mnist_dir / name).exists() else mnist_dir / f"{name}.gz"
-        write_idx(root / name, read_idx(source)[:n])
-    return root
+    return write_idx_dataset(tmp_path_factory.mktemp("small_idx"), mnist.head(N_TRAIN, N_TEST))
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +237,7 @@ def test_kill_9_while_a_hook_writes_artifacts_then_resume_rewrites_them(small_id
     script = f"import test_reliability as t; t.train_with_frames({str(run)!r}, {str(small_idx)!r}, kill_at=6)"
     killed = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    with pytest.raises(Exception):  # the torn artifact
+    with pytest.raises(Exception):  # noqa: B017 - the torn artifact: torch raises one of several types
         torch.load(run / "frames" / "006.pt", weights_only=True)
 
     calls = train_with_frames(str(run), str(small_idx), resume=True)

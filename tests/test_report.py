@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import small_config
 from vaelab.cli import cli
-from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
 from vaelab.evaluation import METRICS
@@ -36,14 +36,6 @@ def crash_at(index: int):
     return hook
 
 
-def tiny_config(latent_dim: int) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(train_eval_size=256),
-        model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
-        train=TrainConfig(epochs=EPOCHS, batch_size=64, lr=3e-3, device="cpu"),
-    )
-
-
 @pytest.fixture(scope="module")
 def study(mnist, tmp_path_factory) -> Path:
     data = Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:1024], mnist.train.labels[:1024]),
@@ -52,7 +44,7 @@ def study(mnist, tmp_path_factory) -> Path:
 
     def trainer(z: int, *hooks) -> Trainer:
         run_dir = root / f"latent_{z}"
-        made = Trainer(tiny_config(z), data, run_dir, progress=False)
+        made = Trainer(small_config(z, EPOCHS, lr=3e-3), data, run_dir, progress=False)
         made.hooks += [*hooks, ArtifactRecorder(run_dir, made.test_x, made.test_labels, per_class=20)]
         return made
 
@@ -91,7 +83,7 @@ def test_csv_rows_are_each_runs_latest_evaluation_point(study):
 def markdown_rows(study: Path) -> dict[int, dict[str, str]]:
     lines = [line for line in (study / "final_metrics.md").read_text().splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=False)) for line in lines[2:]]
     return {int(r["latent size"]): r for r in rows}
 
 
@@ -283,7 +275,8 @@ def test_reading_of_the_end_of_training_measures():
     runs[1].final = {"iwae_log_likelihood": -105.25, "iwae_k": 32, "active_units": 9, "latent_units": 16,
                      "probe_accuracy": 0.95, "fd_classifier": 12.5}
     text = dict(plain_reading(Study(Path("study"), runs, {})))["Beyond reconstruction"]
-    assert "(K = 32) puts the test log-likelihood at −147.50 nats for latent size 2 and −105.25 for latent size 16" in text
+    assert ("(K = 32) puts the test log-likelihood at −147.50 nats for latent size 2 and −105.25 for latent size 16"
+            in text)
     assert "tighter than the ELBO by 2.50 and 4.75 nats" in text
     assert "2 of 2 for latent size 2 and 9 of 16 for latent size 16" in text
     assert "Latent size 16 leaves 7 of its units unused" in text

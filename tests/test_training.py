@@ -3,18 +3,15 @@ import json
 import pytest
 import torch
 
+from conftest import small_config as shared_small_config
 from vaelab.checkpoint import load_checkpoint, load_model
-from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaelab.config import RunConfig
 from vaelab.errors import CheckpointError, OutputDirError
 from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight
 
 
 def small_config(epochs=2, **train) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(train_eval_size=512),
-        model=ModelConfig(latent_dim=2, hidden=(128,)),
-        train=TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, device="cpu", **train),
-    )
+    return shared_small_config(2, epochs, hidden=(128,), train_eval_size=512, **train)
 
 
 def test_first_epoch_points_are_evenly_spaced_strictly_inside():
@@ -22,6 +19,7 @@ def test_first_epoch_points_are_evenly_spaced_strictly_inside():
     assert first_epoch_eval_steps(3, 5) == [1, 2]  # tiny epochs: distinct steps only
 
 
+@pytest.mark.slow
 def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mnist, tmp_path):
     history = Trainer(small_config(epochs=3), mnist.head(2048, 1000), tmp_path / "run", progress=False).run()
     assert len(history) == 5 + 3
@@ -40,6 +38,7 @@ def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mn
     assert (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(mnist, tmp_path):
     data = mnist.head(1024, 256)
     straight = Trainer(small_config(epochs=3), data, tmp_path / "a", progress=False).run()
@@ -80,6 +79,7 @@ def test_kl_weight_ramps_linearly_from_zero_to_beta_over_the_warmup():
     assert [kl_weight(2.0, 1.5, step, 100) for step in (0, 75, 150, 1000)] == [0.0, 1.0, 2.0, 2.0]
 
 
+@pytest.mark.slow
 def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
     data = mnist.head(1024, 256)
     final = {}

@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import small_config, write_idx_dataset
 from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import Dataset
 from vaelab.errors import ArtifactError
 from vaelab.models import VAE
 from vaelab.training import EvalPoint, Trainer
@@ -29,14 +29,6 @@ from vaelab.visualisation import (
 )
 
 GIF_LIMIT_BYTES = 5 * 2**20
-
-
-def small_config(latent_dim=2, epochs=1) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(train_eval_size=256),
-        model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
-        train=TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, device="cpu"),
-    )
 
 
 def train_with_recorder(data, run_dir, latent_dim=2, epochs=1, resume=False, per_class=200):
@@ -154,7 +146,7 @@ def test_projections_are_cached_and_only_new_frames_are_projected(tmp_path):
     frames = [type("F", (), {"step": 10 * (i + 1), "mu": mu})() for i, mu in enumerate(sequence)]
     first = cached_projections(tmp_path, frames[:3], "pca")
     all_four = cached_projections(tmp_path, frames, "pca")
-    for a, b in zip(first, all_four):
+    for a, b in zip(first, all_four, strict=False):
         assert np.array_equal(a, b)
     np.testing.assert_allclose(all_four, project_sequence(sequence, "pca"), atol=1e-9)
     with pytest.raises(ArtifactError, match="umap"):
@@ -178,9 +170,9 @@ def test_architecture_description_matches_the_model_layer_by_layer(arch):
         for layer in model.decoder:
             z = layer(z)
             expected.append(("decoder", tuple(z.shape[1:])))
-    assert [(l.part, l.output_shape) for l in layers] == expected
+    assert [(layer.part, layer.output_shape) for layer in layers] == expected
     assert expected[len(model.encoder) - 1][1] == (10,) and expected[-1][1] == (1, 28, 28)
-    assert sum(l.params for l in layers) == sum(p.numel() for p in model.parameters())
+    assert sum(layer.params for layer in layers) == sum(p.numel() for p in model.parameters())
 
 
 # -- rendering a run --------------------------------------------------------------------------------
@@ -201,6 +193,7 @@ ALL_PER_RUN = ["latent_space.gif", "latent_space.png", "reconstructions.gif", "r
                "samples.png", "interpolations.png", "architecture.png"]
 
 
+@pytest.mark.slow
 def test_render_run_artifacts_on_a_finished_and_an_interrupted_run(mnist, tmp_path):
     data = mnist.head(512, 300)
     run = tmp_path / "latent_2"
@@ -223,6 +216,7 @@ def test_render_run_artifacts_on_a_finished_and_an_interrupted_run(mnist, tmp_pa
     check_image_files(cut, partial, frames=3)
 
 
+@pytest.mark.slow
 def test_render_projects_larger_latent_spaces_and_remembers_the_projection(mnist, tmp_path):
     run = tmp_path / "latent_3"
     history = train_with_recorder(mnist.head(256, 200), run, latent_dim=3, per_class=10)
@@ -237,17 +231,7 @@ def test_render_projects_larger_latent_spaces_and_remembers_the_projection(mnist
         render_run_artifacts(tmp_path / "nowhere")
 
 
-def write_idx_dataset(directory, data: Dataset) -> None:
-    """The four standard IDX files of ``data``, for the CLI's ``--dataset idx``."""
-    directory.mkdir(parents=True)
-    arrays = {"train-images-idx3-ubyte": data.train.images, "train-labels-idx1-ubyte": data.train.labels,
-              "t10k-images-idx3-ubyte": data.test.images, "t10k-labels-idx1-ubyte": data.test.labels}
-    for name, array in arrays.items():
-        array = array.numpy().astype(np.uint8)
-        dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-        (directory / name).write_bytes(b"\x00\x00\x08" + bytes([array.ndim]) + dims + array.tobytes())
-
-
+@pytest.mark.slow
 def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
     write_idx_dataset(tmp_path / "data", mnist.head(512, 200))
     fast = ["--dataset", "idx", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--hidden", "32",
@@ -262,6 +246,7 @@ def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
     assert not (tmp_path / "bare" / "metrics.png").exists()
 
 
+@pytest.mark.slow
 def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path):
     config = RunConfig(data=DataConfig(train_eval_size=64),
                        model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),

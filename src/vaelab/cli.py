@@ -19,12 +19,20 @@ import click
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
-from .config import (ARCHITECTURES, LIKELIHOODS, PROJECTIONS, DataConfig, ModelConfig, RunConfig, TrainConfig,
-                     write_text_atomic)
+from .config import (
+    ARCHITECTURES,
+    LIKELIHOODS,
+    PROJECTIONS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    write_text_atomic,
+)
 from .data import DATASETS
 from .errors import VaelabError
-from .report import build_report, redraw_stale_figures
 from .measures import DEFAULT_IWAE_K
+from .report import build_report, redraw_stale_figures
 
 DEFAULT_STUDY_DIR = Path("runs/study")
 ORIGINAL_BETA = 1e-3
@@ -42,7 +50,8 @@ class VaelabGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VaelabError as exc:
-            click.echo(textwrap.fill(f"vaelab: {exc}", width=100, break_on_hyphens=False, break_long_words=False), err=True)
+            message = textwrap.fill(f"vaelab: {exc}", width=100, break_on_hyphens=False, break_long_words=False)
+            click.echo(message, err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("vaelab: interrupted.", err=True)

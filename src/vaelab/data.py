@@ -51,8 +51,8 @@ IDX_OTHER_TYPES = MappingProxyType(
     {0x09: "signed byte", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 )
 
-_DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX", "folder": "image folder",
-                                   "cifar10": "CIFAR-10"})
+_DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX",
+                                   "folder": "image folder", "cifar10": "CIFAR-10"})
 
 
 @dataclass(frozen=True)

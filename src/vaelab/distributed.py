@@ -203,7 +203,7 @@ def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DataParallel | None
     if count != len(images):
         raise RuntimeError(f"the ranks scored {count} images of {len(images)}")  # a sharding bug, not a user error
     means = (totals[:-1] / count).tolist()
-    return SplitEvaluation(metrics=dict(zip(METRICS, means)), mu=gather_rows(mu, len(images), ddp))
+    return SplitEvaluation(metrics=dict(zip(METRICS, means, strict=True)), mu=gather_rows(mu, len(images), ddp))
 
 
 def gather_rows(local: torch.Tensor, n: int, ddp: DataParallel) -> torch.Tensor:
@@ -215,7 +215,7 @@ def gather_rows(local: torch.Tensor, n: int, ddp: DataParallel) -> torch.Tensor:
     padded[: len(local)] = local
     gathered = [torch.empty_like(padded) for _ in range(ddp.world_size)]
     dist.all_gather(gathered, padded)
-    return torch.cat([block[: stop - start].cpu() for block, (start, stop) in zip(gathered, shards)])
+    return torch.cat([block[: stop - start].cpu() for block, (start, stop) in zip(gathered, shards, strict=True)])
 
 
 # -- per-rank noise -------------------------------------------------------------------------------

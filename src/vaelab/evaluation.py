@@ -31,7 +31,7 @@ class SplitEvaluation:
 def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> SplitEvaluation:
     """``images`` are floats in [0, 1] of shape (N, 1, 28, 28) on the model's device."""
     sums, mu = split_sums(model, images, (0, len(images)), batch_size)
-    return SplitEvaluation(metrics=dict(zip(METRICS, (sums / len(images)).tolist())), mu=mu)
+    return SplitEvaluation(metrics=dict(zip(METRICS, (sums / len(images)).tolist(), strict=True)), mu=mu)
 
 
 @torch.no_grad()

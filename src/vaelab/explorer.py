@@ -142,9 +142,10 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
     loaded = {name: load_run_files(name, path) for name, path in paths.items()}
     datasets = {config.data.dataset for _, config, _ in loaded.values()}
     if len(datasets) > 1:
-        raise VaelabError(f"{root}: its runs were trained on different data sets ({sorted(datasets)}); serve one at a time.")
+        raise VaelabError(f"{root}: its runs were trained on different data sets ({sorted(datasets)}); "
+                          "serve one at a time.")
     name = datasets.pop()
-    recorded = [d for path, (_, config, _) in zip(paths.values(), loaded.values())
+    recorded = [d for path, (_, config, _) in zip(paths.values(), loaded.values(), strict=True)
                 for d in (config.data.data_dir, recorded_data_dir(path))]
     dataset = load_first_found(name, [data_dir, *recorded, *default_data_dirs(name)])
     images, labels = dataset.test.images, dataset.test.labels

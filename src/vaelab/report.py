@@ -205,7 +205,7 @@ def plot_comparison(runs: Sequence[Run], path: Path) -> None:
     colours = run_colours(runs)
     fig = Figure(figsize=(11, 7), dpi=130, layout="constrained")
     axes = fig.subplots(2, 2, sharex=True)
-    for ax, (metric, title, unit) in zip(axes.flat, COMPARISON_PANELS):
+    for ax, (metric, title, unit) in zip(axes.flat, COMPARISON_PANELS, strict=False):
         for run in runs:
             epochs = [r["epoch"] for r in run.history]
             values = [r["test"][metric] for r in run.history]
@@ -643,7 +643,8 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
   background: #f0f2f5; padding: 1px 5px; border-radius: 4px; }
 .settings { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px 28px; }
 @media (max-width: 820px) { .settings { grid-template-columns: minmax(0, 1fr); } }
-.settings h4 { margin: 0 0 4px; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
+.settings h4 { margin: 0 0 4px; font-size: 12px; text-transform: uppercase; letter-spacing: .05em;
+  color: var(--muted); }
 table.kv th, table.kv td { padding: 4px 0; font-size: 14px; }
 table.kv tr:last-child th { border-bottom: none; }
 table.kv th { text-align: left; color: var(--ink); font-weight: 400; }
@@ -740,7 +741,7 @@ def same_or_each(runs: Sequence[Run], value_of) -> str:
     values = [value_of(run) for run in runs]
     if len(set(values)) == 1:
         return values[0]
-    return "; ".join(f"{v} (latent {run.latent_dim})" for run, v in zip(runs, values))
+    return "; ".join(f"{v} (latent {run.latent_dim})" for run, v in zip(runs, values, strict=True))
 
 
 SETTING_GROUPS = (("data", "Data"), ("model", "Model"), ("train", "Training"))
@@ -876,7 +877,8 @@ def table_section(rows: Sequence[dict[str, Any]], colours: dict[int, str]) -> st
              '<p class="caption">At each run\'s latest evaluation point. −ELBO, NLL and KL in nats per image; the '
              "best value of each column is highlighted (among finished runs).</p>"]
     if measures:
-        parts += ["<h3>End-of-training measures</h3>", table_html(rows, measures, colours, "measures-table", progress=False),
+        parts += ["<h3>End-of-training measures</h3>",
+                  table_html(rows, measures, colours, "measures-table", progress=False),
                   '<p class="caption">From metrics.json "final", written when a run finishes (empty for runs that '
                   "have not): IWAE log-likelihood bound in nats per image, active latent units, digit probe on the "
                   "posterior means, and a digit classifier's view of samples and reconstructions.</p>"]
@@ -893,7 +895,8 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
     built = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     nav = "".join(f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in
                   [("setup", "What was run"), ("final", "Final metrics"), ("reading", "Reading"),
-                   ("comparison", "Comparison"), *((f"latent-{r.latent_dim}", f"Latent size {r.latent_dim}") for r in runs)])
+                   ("comparison", "Comparison"),
+                   *((f"latent-{r.latent_dim}", f"Latent size {r.latent_dim}") for r in runs)])
     comparison = (f'<section class="card" id="comparison"><h2>Comparison</h2><div class="figs"><figure>'
                   f'<a href="{COMPARISON_PNG}"><img src="{COMPARISON_PNG}" alt="test metrics of every latent size '
                   f'against epoch"></a>'

@@ -32,10 +32,10 @@ from . import distributed
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .config import RunConfig, write_text_atomic
 from .data import Dataset
-from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
 from .environment import describe_environment
-from .locks import RunLock
+from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
 from .evaluation import METRICS
+from .locks import RunLock
 from .losses import negative_elbo
 from .models import VAE
 
@@ -214,7 +214,8 @@ class Trainer:
         self.train_x = as_float_images(dataset.train.images, self.device)
         self.test_x = as_float_images(dataset.test.images, self.device)
         self.test_labels = dataset.test.labels
-        self.train_eval_x = self.train_x[train_eval_subset(len(self.train_x), config.data.train_eval_size).to(self.device)]
+        subset = train_eval_subset(len(self.train_x), config.data.train_eval_size)
+        self.train_eval_x = self.train_x[subset.to(self.device)]
         if config.data.binarize:
             self.train_eval_x = binarized(self.train_eval_x, BINARIZE_SEED)
             self.test_x = binarized(self.test_x, BINARIZE_SEED + 1)

@@ -101,7 +101,8 @@ STYLE = {
 # -- recording (on the training path) ----------------------------------------------------------------
 
 
-def stratified_subsample(labels: np.ndarray, per_class: int = SUBSAMPLE_PER_CLASS, seed: int = SUBSAMPLE_SEED) -> np.ndarray:
+def stratified_subsample(labels: np.ndarray, per_class: int = SUBSAMPLE_PER_CLASS,
+                         seed: int = SUBSAMPLE_SEED) -> np.ndarray:
     """Sorted indices of up to ``per_class`` images of every label, the same for every run on the same data."""
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
@@ -235,7 +236,8 @@ def tsne_embedding(x: np.ndarray, init: np.ndarray | None = None, seed: int = TS
     neighbours = "exact" if len(x) <= TSNE_EXACT_NEIGHBOURS_UP_TO else "annoy"
     affinities = affinity.PerplexityBasedNN(x, perplexity=perplexity, method=neighbours, n_jobs=1, random_state=seed)
     if init is None:
-        start = initialization.pca(x, random_state=seed) if x.shape[1] >= 2 else initialization.random(x, random_state=seed)
+        initialise = initialization.pca if x.shape[1] >= 2 else initialization.random
+        start = initialise(x, random_state=seed)
     else:
         start = np.asarray(init, dtype=np.float64)
     embedding = TSNEEmbedding(start, affinities, negative_gradient_method="bh", n_jobs=1, random_state=seed)
@@ -287,7 +289,7 @@ def mean_displacement(embeddings: Sequence[np.ndarray]) -> float:
     """Mean distance a point moves between consecutive frames, in units of each frame's spread, so
     sequences of different scales compare."""
     moves = []
-    for a, b in zip(embeddings, embeddings[1:]):
+    for a, b in zip(embeddings, embeddings[1:], strict=False):
         scale = math.sqrt(((b - b.mean(0)) ** 2).sum(1).mean())
         moves.append(np.linalg.norm(b - a, axis=1).mean() / scale)
     return float(np.mean(moves)) if moves else 0.0
@@ -359,7 +361,8 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
     """An endlessly looping GIF that lingers on its last frame; one adaptive palette per frame."""
-    frames = [im.quantize(colors=GIF_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in images]
+    frames = [im.quantize(colors=GIF_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+              for im in images]
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_FRAME_MS]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
@@ -453,7 +456,7 @@ def render_latent_space(run_dir: Path, frames: Sequence[Frame], projection: str)
     limits = _fixed_limits(points)
     latent_dim = frames[0].mu.shape[1]
     images = []
-    for frame, p in zip(frames, points):
+    for frame, p in zip(frames, points, strict=True):
         fig = latent_frame_image(p, frame.labels, latent_dim, frame.epoch, method, limits)
         images.append(_rgb(fig))
     last = _save_png(fig, run_dir / "latent_space.png")
@@ -524,7 +527,7 @@ def render_metrics(run_dir: Path, history: Sequence[dict[str, Any]], latent_dim:
     fig = _figure(13.0, 7.2)
     axes = fig.subplots(2, 3)
     epochs = [r["epoch"] for r in history]
-    for ax, (key, title, note) in zip(axes.flat, METRIC_PANELS):
+    for ax, (key, title, note) in zip(axes.flat, METRIC_PANELS, strict=False):
         for split in ("train", "test"):
             ax.plot(epochs, [r[split][key] for r in history], marker="o", markersize=3, label=split,
                     **SPLIT_STYLE[split])
@@ -621,7 +624,8 @@ def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
     right.set_xlabel("$z_1$")
     right.set_ylabel("$z_2$")
     right.set_aspect("equal", adjustable="datalim")
-    fig.suptitle("Latent size 2 · the decoder over the prior, and where the test digits land (dashed: the region on the left)")
+    fig.suptitle("Latent size 2 · the decoder over the prior, and where the test digits land "
+                 "(dashed: the region on the left)")
     fig.tight_layout()
     return _save_png(fig, run_dir / "manifold.png")
 
@@ -680,7 +684,8 @@ def _merged_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
     for layer in layers:
         if layer.params == 0 and layer.kind in ("ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU") and merged:
             prev = merged[-1]
-            merged[-1] = LayerInfo(prev.part, prev.kind, f"{prev.detail} + {layer.kind}", layer.output_shape, prev.params)
+            detail = f"{prev.detail} + {layer.kind}"
+            merged[-1] = LayerInfo(prev.part, prev.kind, detail, layer.output_shape, prev.params)
         else:
             merged.append(layer)
     return merged
@@ -691,11 +696,11 @@ def render_architecture(run_dir: Path, model: VAE) -> Path:
     """Encoder column, latent column, decoder column; every box's shape and parameter count come
     from ``describe_architecture``."""
     layers = describe_architecture(model)
-    encoder = [l for l in _merged_layers(layers) if l.part == "encoder"]
-    decoder = [l for l in _merged_layers(layers) if l.part == "decoder"]
+    encoder = [layer for layer in _merged_layers(layers) if layer.part == "encoder"]
+    decoder = [layer for layer in _merged_layers(layers) if layer.part == "decoder"]
     z = model.latent_dim
-    n_enc = sum(l.params for l in layers if l.part == "encoder")
-    n_dec = sum(l.params for l in layers if l.part == "decoder")
+    n_enc = sum(layer.params for layer in layers if layer.part == "encoder")
+    n_dec = sum(layer.params for layer in layers if layer.part == "decoder")
     rows = max(len(encoder), len(decoder)) + 1  # + the input / output boxes
     fig = _figure(14.0, 1.5 + 0.8 * rows)
     ax = fig.add_axes((0.01, 0.0, 0.98, 1 - 0.55 / fig.get_figheight()))
@@ -705,7 +710,8 @@ def render_architecture(run_dir: Path, model: VAE) -> Path:
     colours = {"encoder": "#dbe9f6", "decoder": "#fbe3d2", "latent": "#e4f2df", "io": "#eeeeee"}
     half_height = 0.3
 
-    def box(x: float, y: float, title: str, subtitle: str, colour: str, width: float = 4.6) -> tuple[float, float, float]:
+    def box(x: float, y: float, title: str, subtitle: str, colour: str,
+            width: float = 4.6) -> tuple[float, float, float]:
         ax.add_patch(FancyBboxPatch((x - width / 2, y - half_height), width, 2 * half_height,
                                     boxstyle="round,pad=0.02,rounding_size=0.1", facecolor=colours[colour],
                                     edgecolor="0.55", linewidth=0.8))
