@@ -152,3 +152,57 @@ def test_folder_errors_exit_1_with_the_message(tmp_path):
     result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--data-dir", str(tmp_path / "images"),
                                       "--run-dir", str(tmp_path / "run"), *FAST])
     assert result.exit_code == 1 and "no image files found" in result.output and "Traceback" not in result.output
+
+
+def test_a_runs_config_json_given_as_config_reproduces_the_run(mnist_dir, tmp_path):
+    first = tmp_path / "study" / "latent_3"
+    args = ["-z", "3", "--likelihood", "gaussian", "--beta", "0.5", "--seed", "7", "--data-dir", str(mnist_dir), *FAST]
+    assert invoke("train", *args, "--run-dir", str(first)).exit_code == 0
+    again = tmp_path / "again"
+    result = invoke("train", "--config", str(first / "config.json"), "--run-dir", str(again), "--no-progress",
+                    "--no-artifacts", "--no-measures")
+    assert result.exit_code == 0, result.output
+    saved, reproduced = (json.loads((run / "config.json").read_text()) for run in (first, again))
+    assert reproduced == saved
+    metrics = [json.loads((run / "metrics.json").read_text())["history"][-1]["test"] for run in (first, again)]
+    assert metrics[0] == metrics[1]  # same seed, same settings: the same numbers
+
+
+def test_options_given_on_the_command_line_override_the_config_file(monkeypatch, tmp_path):
+    configs = []
+    monkeypatch.setattr("vaelab.cli.train_one", lambda config, *args, **kwargs: configs.append(config) or [
+        {"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}])
+    monkeypatch.setattr("vaelab.cli.build_report", lambda study_dir: SimpleNamespace(html=study_dir / "report.html"))
+    path = tmp_path / "base.toml"
+    path.write_text('[model]\narch = "conv"\nlatent_dim = 5\n\n[train]\nepochs = 4\nlr = 0.01\nseed = 3\n')
+    assert invoke("train", "--config", str(path), "--lr", "0.002", "--study-dir", str(tmp_path)).exit_code == 0
+    assert invoke("train", "--config", str(path), "-z", "9", "--run-dir", str(tmp_path / "r")).exit_code == 0
+    assert invoke("study", "--config", str(path), "-z", "2,6", "--epochs", "2", "--study-dir",
+                  str(tmp_path / "s")).exit_code == 0
+    file_only, with_z, *study = configs
+    assert (file_only.model.arch, file_only.model.latent_dim, file_only.train.epochs) == ("conv", 5, 4)
+    assert (file_only.train.lr, file_only.train.seed) == (0.002, 3)
+    assert with_z.model.latent_dim == 9 and with_z.train.lr == 0.01
+    assert [(c.model.latent_dim, c.model.arch, c.train.epochs, c.train.lr) for c in study] == [
+        (2, "conv", 2, 0.01), (6, "conv", 2, 0.01)]
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("[train]\nepochs = 0\n", "train.epochs"),
+    ('[model]\narch = "transformer"\n', "model.arch"),
+    ("[model]\nhidden = [0]\n", "model.hidden"),
+    ("[model]\nlatent_dim = 0\n", "model.latent_dim"),
+    ("[model]\nwidth = 3\n", "'model.width'"),
+    ('[train]\nlr = "fast"\n', "train.lr"),
+    ("[train\n", "not valid TOML"),
+])
+def test_bad_config_files_exit_2_naming_the_key(tmp_path, text, complaint):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["train", "--config", str(path), "--study-dir", str(tmp_path)])
+    assert result.exit_code == 2 and complaint in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_config_file_exits_2(tmp_path):
+    result = CliRunner().invoke(cli, ["study", "--config", str(tmp_path / "none.toml"), "--study-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "none.toml" in result.output and "Traceback" not in result.output

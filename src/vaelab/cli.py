@@ -27,10 +27,11 @@ from .config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
+    read_config_file,
     write_text_atomic,
 )
 from .data import DATASETS
-from .errors import VaelabError
+from .errors import ConfigFileError, VaelabError
 from .measures import DEFAULT_IWAE_K
 from .report import build_report, redraw_stale_figures
 
@@ -41,6 +42,15 @@ ORIGINAL_BETA = 1e-3
 PRESETS = {"original": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": 0.1, "beta": ORIGINAL_BETA}}
 DEFAULT_LATENT_DIMS = (2, 4, 16)
 STUDY_FILE = "study.json"
+# The options that set a RunConfig field: (section, field). The rest steer the command, not the model.
+OPTION_FIELDS = {
+    "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir"), "train_eval_size": ("data", "train_eval_size"),
+    "binarize": ("data", "binarize"), "arch": ("model", "arch"), "hidden": ("model", "hidden"),
+    "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"), "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "beta": ("train", "beta"),
+    "warmup_epochs": ("train", "warmup_epochs"), "seed": ("train", "seed"), "device": ("train", "device"),
+    "channels": ("data", "channels"), "image_size": ("data", "image_size"),
+}
 
 
 class VaelabGroup(click.Group):
@@ -62,6 +72,9 @@ def training_options(func: Callable) -> Callable:
     """Options shared by ``train`` and ``study``; defaults come from the config dataclasses."""
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Start from the settings in this TOML or JSON file (laid out like a run's config.json, "
+                          "which is itself valid: it reproduces that run); options given here override it."),
         click.option("--arch", type=click.Choice(ARCHITECTURES), default=m.arch, show_default=True,
                      help="Encoder/decoder architecture; they build from the data's shape. conv is the better "
                           "choice for images larger than 28 px or in colour (its depth follows the image size)."),
@@ -135,19 +148,56 @@ def parse_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def build_config(latent_dim: int, opts: dict[str, Any]) -> RunConfig:
-    data_dir = opts["data_dir"]
-    if data_dir and opts["dataset"] in ("folder", "cifar10"):
-        data_dir = str(Path(data_dir).expanduser().absolute())  # so `vaelab serve` finds it from anywhere
-    return RunConfig(
-        data=DataConfig(dataset=opts["dataset"], data_dir=data_dir, train_eval_size=opts["train_eval_size"],
-                        binarize=opts["binarize"], channels=int(opts["channels"]) if opts["channels"] else None,
-                        image_size=opts["image_size"]),
-        model=ModelConfig(arch=opts["arch"], latent_dim=latent_dim, hidden=parse_widths(opts["hidden"]),
-                          likelihood=opts["likelihood"], gaussian_std=opts["gaussian_std"]),
-        train=TrainConfig(epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], beta=opts["beta"],
-                          warmup_epochs=opts["warmup_epochs"], seed=opts["seed"], device=opts["device"]),
-    )
+def build_config(ctx: click.Context, latent_dim: int | None, opts: dict[str, Any]) -> RunConfig:
+    """The run's config: the --config file if given, else the defaults, overridden by the options set on
+    the command line or by --preset. ``latent_dim`` None keeps the file's (or the default) latent size."""
+    base = RunConfig()
+    chosen = set(OPTION_FIELDS)
+    if opts["config_file"] is not None:
+        base = read_config_file(opts["config_file"])
+        check_file_values(ctx, base, opts["config_file"])
+        chosen = {name for name in OPTION_FIELDS if _given(ctx, name) or name in PRESETS.get(opts["preset"], {})}
+    sections = {name: dataclasses.asdict(getattr(base, name)) for name in ("data", "model", "train")}
+    for name in chosen:
+        section, key = OPTION_FIELDS[name]
+        sections[section][key] = option_to_field(name, opts[name], opts)
+    if latent_dim is not None:
+        sections["model"]["latent_dim"] = latent_dim
+    return RunConfig(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
+                     train=TrainConfig(**sections["train"]))
+
+
+def check_file_values(ctx: click.Context, config: RunConfig, path: Path) -> None:
+    """A config file's values pass the same checks (ranges, choices) as the options they stand for."""
+    params = {param.name: param for param in ctx.command.params}
+    for name, (section, key) in OPTION_FIELDS.items():
+        value = getattr(getattr(config, section), key)
+        if value is None:
+            continue
+        try:
+            option_to_field(name, params[name].type.convert(field_to_option(name, value), params[name], ctx), {})
+        except click.BadParameter as exc:
+            raise ConfigFileError(f"{path}: {section}.{key}: {exc.message}") from None
+    if config.model.latent_dim < 1:
+        raise ConfigFileError(f"{path}: model.latent_dim must be at least 1, got {config.model.latent_dim}.")
+
+
+def option_to_field(name: str, value: Any, opts: dict[str, Any]) -> Any:
+    """An option's value as its config field holds it."""
+    if name == "hidden":
+        return parse_widths(value)
+    if name == "channels":
+        return int(value) if value else None
+    if name == "data_dir" and value and opts.get("dataset") in ("folder", "cifar10"):
+        return str(Path(value).expanduser().absolute())  # so `vaelab serve` finds it from anywhere
+    return value
+
+
+def field_to_option(name: str, value: Any) -> Any:
+    """A config field's value as its option takes it (the inverse of option_to_field)."""
+    if name == "hidden":
+        return ",".join(map(str, value))
+    return str(value) if name == "channels" else value
 
 
 def config_for_resume(run_dir: Path, fresh: RunConfig, epochs_given: bool) -> RunConfig:
@@ -274,9 +324,9 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
     """
     from . import distributed
 
-    run_dir = run_dir or study_dir / f"latent_{latent_dim}"
     apply_preset(ctx, opts)
-    config = build_config(latent_dim, opts)
+    config = build_config(ctx, latent_dim if _given(ctx, "latent_dim") or not opts["config_file"] else None, opts)
+    run_dir = run_dir or study_dir / f"latent_{config.model.latent_dim}"
     with distributed.data_parallel(opts["device"]) as ddp:
         if ddp:
             click.echo(distributed.describe(ddp, run_dir), err=True)
@@ -315,11 +365,12 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
     dims = parse_latent_dims(latent_dims)
     apply_preset(ctx, opts)
     study_dir.mkdir(parents=True, exist_ok=True)
-    base = study_settings(study_dir, dims, build_config(dims[0], opts)) if opts["resume"] else None
+    settings = build_config(ctx, dims[0], opts)
+    base = study_settings(study_dir, dims, settings) if opts["resume"] else None
     summaries = []
     for d in dims:
         run_dir = study_dir / f"latent_{d}"
-        config = build_config(d, opts)
+        config = with_latent_dim(settings, d, None)
         if base is not None:
             fresh = with_latent_dim(base, d, opts["epochs"] if _given(ctx, "epochs") else None)
             config = config_for_resume(run_dir, fresh, _given(ctx, "epochs"))

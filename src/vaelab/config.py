@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_file
-from .errors import CheckpointError, OutputDirError
+from .errors import CheckpointError, ConfigFileError, OutputDirError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 CONFIG_VERSION = 1
 ARCHITECTURES = ("mlp", "conv", "conv-spatial")  # conv-spatial: a latent map of latent_dim channels at H/4 x W/4
@@ -105,6 +113,86 @@ class RunConfig:
         if not isinstance(raw, dict):
             raise CheckpointError(f"{path}: not a vaelab config.")
         return cls.from_dict(raw, source=str(path))
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+STAMP_KEYS = ("config_version", "vaelab_version")  # written into every config.json; accepted and checked on input
+
+
+def read_config_file(path: str | Path) -> RunConfig:
+    """A RunConfig from a TOML (``.toml``) or JSON file laid out like a run's ``config.json``.
+
+    Sections and keys may be left out (they keep their defaults), so a run's own ``config.json`` and a
+    three-line TOML file are both valid. Unknown keys, values of the wrong type and malformed files
+    are ConfigFileErrors that name the file and the key.
+    """
+    path = Path(path)
+    raw = _parse_config_text(path)
+    unknown = sorted(set(raw) - set(SECTIONS) - set(STAMP_KEYS))
+    if unknown:
+        raise ConfigFileError(f"{path}: unknown key {unknown[0]!r}; a vaelab config has the sections "
+                              f"{', '.join(SECTIONS)} (see any run's config.json).")
+    version = raw.get("config_version", CONFIG_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > CONFIG_VERSION:
+        raise ConfigFileError(f"{path}: config_version {version!r} is not one this vaelab reads "
+                              f"(up to {CONFIG_VERSION}); upgrade vaelab to use this file.")
+    sections = {}
+    for name, kind in SECTIONS.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigFileError(f"{path}: {name!r} must be a section of keys, got {type(values).__name__}.")
+        sections[name] = kind(**{key: _typed_value(path, kind, f"{name}.{key}", value)
+                                 for key, value in values.items()})
+    return RunConfig(**sections)
+
+
+def _parse_config_text(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: no such config file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path}: cannot read the config file ({exc}).") from None
+    as_toml = path.suffix.lower() == ".toml"
+    try:
+        raw = tomllib.loads(text) if as_toml else json.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        kind = "TOML" if as_toml else "JSON (name the file *.toml for TOML)"
+        raise ConfigFileError(f"{path}: not valid {kind}: {exc}.") from None
+    if not isinstance(raw, dict):
+        raise ConfigFileError(f"{path}: a config file holds sections of keys, not a {type(raw).__name__}.")
+    return raw
+
+
+def _typed_value(path: Path, kind: type, key: str, value: Any) -> Any:
+    """``value`` checked against the dataclass field's annotation; lists stand for tuples, ints for floats."""
+    hints = typing.get_type_hints(kind)
+    field_name = key.split(".", 1)[1]
+    if field_name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(kind))
+        raise ConfigFileError(f"{path}: unknown key {key!r} (the keys of [{key.split('.')[0]}] are: {known}).")
+    expected = hints[field_name]
+    if value is None and _allows_none(expected):
+        return None
+    base = next(t for t in typing.get_args(expected) if t is not type(None)) if _allows_none(expected) else expected
+    origin = typing.get_origin(base)
+    if origin is tuple and isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
+        return tuple(value)
+    if base is float and (_is_int(value) or isinstance(value, float)):
+        return float(value)
+    if (base is int and _is_int(value)) or (base in (str, bool) and type(value) is base):
+        return value
+    wanted = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        base, "a list of integers")
+    raise ConfigFileError(f"{path}: {key} must be {wanted}, got {value!r}.")
+
+
+def _allows_none(annotation: Any) -> bool:
+    return isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _build(kind: type, values: dict[str, Any]) -> Any:

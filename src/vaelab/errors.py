@@ -26,6 +26,12 @@ class CheckpointError(VaelabError):
     """A checkpoint or run config is corrupt, foreign or from a newer vaelab."""
 
 
+class ConfigFileError(VaelabError):
+    """A --config file is missing, malformed, or has an unknown key or a value of the wrong type."""
+
+    exit_code = 2  # like a bad command-line option, which it stands in for
+
+
 class OutputDirError(VaelabError):
     """The output directory cannot be written, is full, or is in use by another run."""
 
