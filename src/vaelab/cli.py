@@ -433,6 +433,30 @@ def serve(directory: Path, host: str, port: int, data_dir: str | None, allow_hos
     serve_forever(directory, host, port, data_dir, echo=click.echo, allow_hosts=allow_hosts)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pretrained", "pretrained_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the model here as model.safetensors + config.json, for VAE.from_pretrained (no pickle).")
+@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write encoder.onnx (images -> mu, logvar) and decoder.onnx (z -> mean image) here; needs "
+                   "pip install 'vaelab[export]'.")
+def export(run_dir: Path, pretrained_dir: Path | None, onnx_dir: Path | None) -> None:
+    """Write RUN_DIR's trained model as files other programs can load: safetensors + JSON, or ONNX."""
+    from .checkpoint import load_model
+
+    if pretrained_dir is None and onnx_dir is None:
+        raise click.UsageError("say what to write: --pretrained DIR, --onnx DIR, or both.")
+    model, _ = load_model(run_dir)
+    if pretrained_dir is not None:
+        model.save_pretrained(pretrained_dir)
+        click.echo(f"wrote {pretrained_dir} (load with vaelab.VAE.from_pretrained)")
+    if onnx_dir is not None:
+        from .export import export_onnx
+
+        encoder, decoder = export_onnx(model, onnx_dir)
+        click.echo(f"wrote {encoder} and {decoder}")
+
+
 def parse_latent_dims(text: str) -> list[int]:
     try:
         dims = [int(d) for d in text.split(",") if d.strip()]

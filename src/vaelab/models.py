@@ -12,16 +12,26 @@ does.)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from .config import ARCHITECTURES, ModelConfig
+from .config import ARCHITECTURES, ModelConfig, write_text_atomic
+from .errors import CheckpointError
 
 MNIST_SHAPE = (1, 28, 28)
 BOTTLENECK_SIDE = 8  # conv: stride-2 stages are added until the feature map is at most this wide
 MAX_CONV_CHANNELS = 256
+# A portable model: its weights as safetensors (no pickle, readable from any language) and its config as JSON.
+PRETRAINED_WEIGHTS = "model.safetensors"
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_FORMAT = "vaelab-pretrained"
+PRETRAINED_VERSION = 1
 
 
 def mlp_encoder(latent_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
@@ -160,6 +170,39 @@ class VAE(nn.Module):
             # border pixels and drive the NLL to minus infinity.
             self.log_std = nn.Parameter(torch.tensor(math.log(config.gaussian_std)))
 
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the model as ``model.safetensors`` + ``config.json`` in ``directory``; no pickle involved."""
+        from safetensors.torch import save_file
+
+        from . import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        save_file(weights, str(directory / PRETRAINED_WEIGHTS), metadata={"format": PRETRAINED_FORMAT})
+        description = {"format": PRETRAINED_FORMAT, "format_version": PRETRAINED_VERSION,
+                       "vaelab_version": __version__, "model": dataclasses.asdict(self.config)}
+        write_text_atomic(directory / PRETRAINED_CONFIG, json.dumps(description, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+        """The model ``save_pretrained`` wrote, in eval mode on ``device``."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = _read_pretrained_config(directory)
+        model = cls(config)
+        try:
+            model.load_state_dict(load_file(str(directory / PRETRAINED_WEIGHTS)))
+        except FileNotFoundError:
+            raise CheckpointError(f"{directory}: no {PRETRAINED_WEIGHTS} beside its {PRETRAINED_CONFIG}.") from None
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise CheckpointError(f"{directory / PRETRAINED_WEIGHTS}: weights do not fit the model its config "
+                                  f"describes, or the file is damaged ({exc}).") from None
+        return model.to(device).eval()
+
     def decoder_std(self) -> float | torch.Tensor:
         """The Gaussian likelihood's std: fixed from the config, or the learned one."""
         return self.log_std.exp() if self.config.likelihood == "gaussian-learned" else self.config.gaussian_std
@@ -197,3 +240,24 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
         return torch.sigmoid(self.decode(z))
+
+
+def _read_pretrained_config(directory: Path) -> ModelConfig:
+    path = directory / PRETRAINED_CONFIG
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: no {PRETRAINED_CONFIG} here; is this a directory written by "
+                              "save_pretrained (or 'vaelab export RUN_DIR --pretrained DIR')?") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc}).") from None
+    if not isinstance(raw, dict) or raw.get("format") != PRETRAINED_FORMAT:
+        run_dir = isinstance(raw, dict) and "train" in raw
+        hint = " It is a run directory: use vaelab.load_model, or export it first." if run_dir else ""
+        raise CheckpointError(f"{path}: not a vaelab pretrained model.{hint}")
+    if raw.get("format_version", 0) > PRETRAINED_VERSION:
+        raise CheckpointError(f"{path}: written by a newer vaelab ({raw.get('vaelab_version', '?')}); upgrade vaelab.")
+    try:
+        return ModelConfig(**raw["model"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: malformed model config ({exc}).") from None
