@@ -86,6 +86,7 @@ def onnx_max_differences(model: VAE, directory) -> tuple[float, float]:
     return float(encoder_diff), float(np.abs(image - torch_image.numpy()).max())
 
 
+@pytest.mark.slow  # each export traces the model through torch.export: seconds per file
 @pytest.mark.parametrize("config", [ModelConfig(arch="mlp", latent_dim=3, hidden=(64, 32)),
                                     ModelConfig(arch="conv", latent_dim=4)])
 def test_onnx_encoder_and_decoder_match_pytorch(tmp_path, config):
@@ -94,6 +95,7 @@ def test_onnx_encoder_and_decoder_match_pytorch(tmp_path, config):
     assert encoder_diff < ONNX_TOLERANCE and decoder_diff < ONNX_TOLERANCE, (encoder_diff, decoder_diff)
 
 
+@pytest.mark.slow
 def test_export_command_writes_both_forms(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     model = trained_like(ModelConfig(latent_dim=2, hidden=(16,)))
