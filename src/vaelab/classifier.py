@@ -84,14 +84,20 @@ class TrainedClassifier:
     trained_now: bool = False  # trained by this call rather than read from the cache
 
 
+# Batches of 512 in channels-last layout: on the 2-core CPU 4x faster than batches of 2,000 in NCHW (whose
+# activations spill out of the cache), with features equal to 1e-7 (docs/performance.md).
+FEATURE_BATCH = 512
+
+
 @torch.no_grad()
-def features_and_logits(model: DigitClassifier, images: torch.Tensor, batch_size: int = 2000):
+def features_and_logits(model: DigitClassifier, images: torch.Tensor, batch_size: int = FEATURE_BATCH):
     """Penultimate features (N, FEATURES) and logits (N, classes) of float images in [0, 1]."""
     model.eval()
+    model.to(memory_format=torch.channels_last)  # in place and value-preserving; a no-op after the first call
     device = next(model.parameters()).device
     features, logits = [], []
     for start in range(0, len(images), batch_size):
-        h = model.body(images[start : start + batch_size].to(device))
+        h = model.body(images[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last))
         features.append(h)
         logits.append(model.head(h))
     return torch.cat(features), torch.cat(logits)

@@ -387,9 +387,9 @@ def _fixed_limits(points: Sequence[np.ndarray], pad: float = 0.05) -> tuple[tupl
     return (float(lows[0]), float(highs[0])), (float(lows[1]), float(highs[1]))
 
 
-def _scatter_digits(ax, points: np.ndarray, labels: np.ndarray, size: float = 5.0) -> None:
-    order = np.random.default_rng(0).permutation(len(points))  # no digit is always drawn on top
-    ax.scatter(points[order, 0], points[order, 1], c=labels[order], cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5,
+def _scatter_digits(ax, points: np.ndarray, labels: np.ndarray, size: float = 5.0):
+    order = _draw_order(len(points))
+    return ax.scatter(points[order, 0], points[order, 1], c=labels[order], cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5,
                s=size, alpha=0.75, linewidths=0, rasterized=True)
 
 
@@ -420,12 +420,27 @@ def latent_points(run_dir: Path, frames: Sequence[Frame], projection: str) -> tu
     return cached_projections(run_dir, frames, projection), projection
 
 
+@dataclass
+class FrameFigure:
+    """A GIF frame's figure and the artists that change from one evaluation point to the next. Moving
+    those and redrawing costs a fraction of building a new figure per frame (layout, legend, ticks),
+    which matters because a run has one frame per evaluation point (docs/performance.md)."""
+
+    fig: Figure
+    title: Any  # the suptitle Text
+    changing: list[Any]  # the artists a frame updates: a scatter, or an image and its metric labels
+
+
+def _draw_order(n: int) -> np.ndarray:
+    return np.random.default_rng(0).permutation(n)  # no digit is always drawn on top
+
+
 @_styled
-def latent_frame_image(points: np.ndarray, labels: np.ndarray, latent_dim: int, epoch: float, method: str,
-                       limits: tuple[tuple[float, float], tuple[float, float]]) -> Figure:
+def latent_frame_figure(points: np.ndarray, labels: np.ndarray, latent_dim: int, epoch: float, method: str,
+                        limits: tuple[tuple[float, float], tuple[float, float]]) -> FrameFigure:
     fig = _figure(7.4, 6.2)
     ax = fig.add_subplot()
-    _scatter_digits(ax, points, labels)
+    scatter = _scatter_digits(ax, points, labels)
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
     _digit_legend(ax, labels, markerscale=1.2)
@@ -444,10 +459,19 @@ def latent_frame_image(points: np.ndarray, labels: np.ndarray, latent_dim: int, 
         ax.set_xticks([])  # projected coordinates have no units worth reading
         ax.set_yticks([])
         what = f"{name} of the posterior means"
-    fig.suptitle(f"Latent size {latent_dim} · {_epoch_text(epoch)}")
+    title = fig.suptitle(f"Latent size {latent_dim} · {_epoch_text(epoch)}")
     ax.set_title(f"{what} of {len(points):,} test images", fontsize=10, color="0.35")
-    fig.tight_layout()
-    return fig
+    fig.tight_layout()  # the limits are fixed for the whole sequence, so this layout holds for every frame
+    return FrameFigure(fig, title, [scatter])
+
+
+def show_latent_frame(figure: FrameFigure, points: np.ndarray, labels: np.ndarray, latent_dim: int,
+                      epoch: float) -> None:
+    order = _draw_order(len(points))
+    scatter = figure.changing[0]
+    scatter.set_offsets(points[order])
+    scatter.set_array(labels[order])
+    figure.title.set_text(f"Latent size {latent_dim} · {_epoch_text(epoch)}")
 
 
 @_styled
@@ -455,50 +479,76 @@ def render_latent_space(run_dir: Path, frames: Sequence[Frame], projection: str)
     points, method = latent_points(run_dir, frames, projection)
     limits = _fixed_limits(points)
     latent_dim = frames[0].mu.shape[1]
+    figure = latent_frame_figure(points[0], frames[0].labels, latent_dim, frames[0].epoch, method, limits)
     images = []
     for frame, p in zip(frames, points, strict=True):
-        fig = latent_frame_image(p, frame.labels, latent_dim, frame.epoch, method, limits)
-        images.append(_rgb(fig))
-    last = _save_png(fig, run_dir / "latent_space.png")
+        show_latent_frame(figure, p, frame.labels, latent_dim, frame.epoch)
+        images.append(_rgb(figure.fig))
+    last = _save_png(figure.fig, run_dir / "latent_space.png")
     return [save_gif(images, run_dir / "latent_space.gif"), last]
 
 
 # -- reconstructions ------------------------------------------------------------------------------------
 
+RECONSTRUCTION_GAP = 6
+
+
+def _reconstruction_grid(frame: Frame) -> np.ndarray:
+    return _image_grid(np.concatenate([frame.digits, frame.reconstructions]), 2, len(frame.digits),
+                       gap=RECONSTRUCTION_GAP)
+
+
+def _reconstruction_scores(frame: Frame, k: int) -> str:
+    return f"MSE {frame.mse[k]:.4f}\nSSIM {frame.ssim[k]:.3f}\nPSNR {frame.psnr[k]:.1f} dB"
+
+
+def _reconstruction_title(frame: Frame, latent_dim: int) -> str:
+    return f"Latent size {latent_dim} · reconstructions of fixed test digits · {_epoch_text(frame.epoch)}"
+
 
 @_styled
-def reconstruction_frame_image(frame: Frame, latent_dim: int) -> Figure:
+def reconstruction_frame_figure(frame: Frame, latent_dim: int) -> FrameFigure:
     """Originals above, reconstructions below, drawn as one image on one axes: 20 separate axes per
     frame would cost several times more to draw, and there is one such figure per evaluation point."""
-    n, gap = len(frame.digits), 6
-    grid = _image_grid(np.concatenate([frame.digits, frame.reconstructions]), 2, n, gap=gap)
+    n, gap = len(frame.digits), RECONSTRUCTION_GAP
     fig = _figure(1.25 * n + 0.9, 3.9)
     ax = fig.add_axes((0.045, 0.2, 0.945, 0.63))
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    image = ax.imshow(_reconstruction_grid(frame), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     pitch = 28 + gap
+    scores = []
     for k in range(n):
         left = k * pitch - 0.5
         for row in (0, 1):
             ax.add_patch(Rectangle((left, row * pitch - 0.5), 28, 28, fill=False, edgecolor="0.75", linewidth=0.8))
         ax.text(left + 14, -2.5, f"digit {int(frame.digit_labels[k])}", ha="center", va="bottom", fontsize=10)
-        ax.text(left + 14, pitch + 28 + 1.5,
-                f"MSE {frame.mse[k]:.4f}\nSSIM {frame.ssim[k]:.3f}\nPSNR {frame.psnr[k]:.1f} dB",
-                ha="center", va="top", fontsize=8, linespacing=1.3)
+        scores.append(ax.text(left + 14, pitch + 28 + 1.5, _reconstruction_scores(frame, k),
+                              ha="center", va="top", fontsize=8, linespacing=1.3))
     for row, label in enumerate(("original", "reconstruction")):
         ax.text(-3.5, row * pitch + 13.5, label, ha="right", va="center", rotation=90, fontsize=10)
-    fig.suptitle(f"Latent size {latent_dim} · reconstructions of fixed test digits · {_epoch_text(frame.epoch)}")
-    return fig
+    title = fig.suptitle(_reconstruction_title(frame, latent_dim))
+    return FrameFigure(fig, title, [image, *scores])
+
+
+def show_reconstruction_frame(figure: FrameFigure, frame: Frame, latent_dim: int) -> None:
+    """The fixed digits and their labels are the same at every evaluation point; only the
+    reconstructions, their scores and the epoch change."""
+    image, *scores = figure.changing
+    image.set_data(_reconstruction_grid(frame))
+    for k, text in enumerate(scores):
+        text.set_text(_reconstruction_scores(frame, k))
+    figure.title.set_text(_reconstruction_title(frame, latent_dim))
 
 
 @_styled
 def render_reconstructions(run_dir: Path, frames: Sequence[Frame]) -> list[Path]:
     latent_dim = frames[0].mu.shape[1]
+    figure = reconstruction_frame_figure(frames[0], latent_dim)
     images = []
     for frame in frames:
-        fig = reconstruction_frame_image(frame, latent_dim)
-        images.append(_rgb(fig))
-    last = _save_png(fig, run_dir / "reconstructions.png")
+        show_reconstruction_frame(figure, frame, latent_dim)
+        images.append(_rgb(figure.fig))
+    last = _save_png(figure.fig, run_dir / "reconstructions.png")
     return [save_gif(images, run_dir / "reconstructions.gif"), last]
 
 
