@@ -123,10 +123,25 @@ def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeyp
     assert invoke("train", "--preset", "original", "-z", "16", "--run-dir", str(tmp_path / "a")).exit_code == 0
     assert invoke("study", "--preset", "original", "-z", "2", "--beta", "0.5", "--warmup-epochs", "2",
                   "--study-dir", str(tmp_path / "b")).exit_code == 0
-    first, second = configs
-    assert (first.model.arch, first.model.latent_dim, first.model.likelihood, first.train.beta) == (
-        "conv-spatial", 16, "gaussian", 1e-3)
-    assert second.model.arch == "conv-spatial" and second.train.beta == 0.5 and second.train.warmup_epochs == 2
+    assert invoke("train", "--preset", "original-vae", "-z", "4", "--run-dir", str(tmp_path / "c")).exit_code == 0
+    assert invoke("train", "--preset", "original-small", "-z", "2", "--run-dir", str(tmp_path / "d")).exit_code == 0
+    first, second, vae, small = configs
+    assert (first.model.arch, first.model.channels, first.model.latent_dim, first.model.likelihood) == (
+        "resnet-spatial", (32, 64, 128), 16, "gaussian")
+    assert (first.train.beta, first.train.lr, first.train.betas, first.train.batch_size, first.train.seed,
+            first.train.epochs) == (0.0, 1e-4, (0.5, 0.999), 64, 1111, 20)
+    assert second.model.arch == "resnet-spatial" and second.train.beta == 0.5 and second.train.warmup_epochs == 2
+    # 5e-6 on the published loss (per-pixel mean squared error on [-1, 1]) is 0.049 on vaelab's NLL at sigma 0.1.
+    assert vae.model.arch == "resnet-spatial" and vae.train.beta == pytest.approx(5e-6 * 784 / 4 / (2 * 0.1**2))
+    assert (small.model.arch, small.model.channels, small.train.beta) == ("conv-spatial", (32, 64), 1e-3)
+
+
+def test_widths_must_fit_the_architecture(tmp_path):
+    result = invoke("train", "--arch", "resnet-spatial", "--likelihood", "gaussian", "--widths", "32,64",
+                    "--run-dir", str(tmp_path / "a"))
+    assert result.exit_code == 2 and "resnet-spatial takes 3 widths" in result.output
+    result = invoke("train", "--arch", "resnet-spatial", "--run-dir", str(tmp_path / "b"))
+    assert result.exit_code == 2 and "needs --likelihood gaussian" in result.output
 
 
 def test_train_on_an_rgb_folder_records_the_data_shape_and_resumes(tmp_path, monkeypatch):

@@ -4,7 +4,14 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vaelab import metrics
-from vaelab.metrics import PSNR_CAP_DB, mse_per_image, psnr_per_image, ssim_per_image
+from vaelab.metrics import (
+    PSNR_CAP_DB,
+    mse_per_image,
+    psnr_orig_per_image,
+    psnr_per_image,
+    ssim_orig_per_image,
+    ssim_per_image,
+)
 
 
 def image_pairs(n=12, seed=0, shape=(1, 28, 28)):
@@ -61,3 +68,57 @@ def test_psnr_and_mse_match_scikit_image():
 def test_perfect_reconstruction_psnr_is_capped():
     x, _ = image_pairs()
     assert psnr_per_image(x, x).tolist() == pytest.approx([PSNR_CAP_DB] * len(x), rel=1e-5)
+
+
+# --- the published project's definitions -------------------------------------------------------------
+
+
+def skimage_orig(x, y):
+    """What the published project computed: scikit-image defaults on [-1, 1], data range of the original."""
+    ssims, psnrs = [], []
+    for a, b in zip(x, y, strict=True):
+        a, b = 2 * a[0].double().numpy() - 1, 2 * b[0].double().numpy() - 1
+        span = a.max() - a.min()
+        ssims.append(structural_similarity(a, b, data_range=span))
+        psnrs.append(peak_signal_noise_ratio(a, b, data_range=span))
+    return np.array(ssims), np.array(psnrs)
+
+
+def test_orig_metrics_match_scikit_image_on_random_images():
+    x, y = image_pairs(seed=3)
+    y[:3] = y[:3] * 1.2 - 0.1  # unclamped decoder outputs, as the published project scored them
+    ssim, psnr = skimage_orig(x, y)
+    np.testing.assert_allclose(ssim_orig_per_image(x, y).numpy(), ssim, atol=2e-5)
+    np.testing.assert_allclose(psnr_orig_per_image(x, y).numpy(), psnr, rtol=1e-5)
+
+
+def test_orig_metrics_match_scikit_image_on_mnist(mnist):
+    g = torch.Generator().manual_seed(1)
+    x = mnist.test.images[:64].unsqueeze(1).float() / 255
+    y = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)  # a near reconstruction
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)  # a poorer one
+    for recon in (y, blurred):
+        ssim, psnr = skimage_orig(x, recon)
+        np.testing.assert_allclose(ssim_orig_per_image(x, recon).numpy(), ssim, atol=2e-5)
+        np.testing.assert_allclose(psnr_orig_per_image(x, recon).numpy(), psnr, rtol=1e-5)
+
+
+def test_orig_metrics_use_each_images_own_data_range():
+    x = torch.full((1, 1, 28, 28), 0.25)
+    x[..., 10:18, 10:18] = 0.75  # range 0.5 on [0, 1], 1.0 on [-1, 1]
+    y = x + 0.01
+    ssim, psnr = skimage_orig(x, y)
+    assert psnr_orig_per_image(x, y).item() == pytest.approx(psnr[0], rel=1e-5)
+    assert psnr_orig_per_image(x, y).item() == pytest.approx(10 * np.log10(1.0 / 0.02**2), rel=1e-4)
+    assert ssim_orig_per_image(x, y).item() == pytest.approx(ssim[0], abs=2e-5)
+
+
+def test_orig_ssim_on_colour_images_matches_scikit_image_channel_axis():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 3, 20, 24, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    reference = []
+    for a, b in zip(x, y, strict=True):
+        a, b = 2 * a.double().numpy() - 1, 2 * b.double().numpy() - 1
+        reference.append(structural_similarity(a, b, data_range=a.max() - a.min(), channel_axis=0))
+    np.testing.assert_allclose(ssim_orig_per_image(x, y).numpy(), reference, atol=2e-5)

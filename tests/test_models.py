@@ -118,3 +118,71 @@ def test_load_model_rebuilds_the_saved_shape(tmp_path):
     assert loaded_config.model.image_shape == (3, 20, 20)
     x = torch.rand(2, 3, 20, 20)
     assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
+
+
+# --- resnet-spatial: the published project's architecture ----------------------------------------------
+
+ORIGINAL = {"down_channels": (32, 64, 128), "mid_channels": 128, "im_channels": 1}  # its autoencoder_params
+
+
+def original_parameter_count(z: int) -> int:
+    """Hand count of the published VAE's parameters from its configuration (one ResNet layer per block,
+    one attention layer in each mid block, no attention in the down/up blocks)."""
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
+    def gn(c):
+        return 2 * c
+
+    def resnet(cin, cout):  # GN-SiLU-conv3, GN-SiLU-conv3, 1x1 shortcut
+        return gn(cin) + conv(3, cin, cout) + gn(cout) + conv(3, cout, cout) + conv(1, cin, cout)
+
+    def attention(c):  # GroupNorm + MultiheadAttention (in_proj 3c x c + bias, out_proj c x c + bias)
+        return gn(c) + 3 * c * c + 3 * c + c * c + c
+
+    def mid(c):
+        return resnet(c, c) + attention(c) + resnet(c, c)
+
+    (c0, c1, c2), m, im = ORIGINAL["down_channels"], ORIGINAL["mid_channels"], ORIGINAL["im_channels"]
+    encoder = (conv(3, im, c0) + resnet(c0, c1) + conv(4, c1, c1) + resnet(c1, c2) + conv(4, c2, c2) + mid(m)
+               + gn(c2) + conv(3, c2, 2 * z) + conv(1, 2 * z, 2 * z))
+    decoder = (conv(1, z, z) + conv(3, z, m) + mid(m) + conv(4, c2, c2) + resnet(c2, c1) + conv(4, c1, c1)
+               + resnet(c1, c0) + gn(c0) + conv(3, c0, im))  # transposed 4x4 convs count like convs
+    return encoder + decoder
+
+
+@pytest.mark.parametrize("c", [2, 4, 16])
+def test_resnet_spatial_shapes_parameters_and_gradients(c):
+    model = VAE(ModelConfig(arch="resnet-spatial", latent_dim=c, channels=(32, 64, 128), likelihood="gaussian"))
+    assert sum(p.numel() for p in model.parameters()) == original_parameter_count(c)
+    x = torch.rand(3, 1, 28, 28)
+    out, mu, logvar = model(x)
+    assert out.shape == x.shape and mu.shape == logvar.shape == (3, c, 7, 7)
+    assert model.latent_shape == (c, 7, 7) and model.sample(2).shape == (2, 1, 28, 28)
+    out.pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_resnet_spatial_scores_its_output_on_the_signed_scale():
+    model = VAE(ModelConfig(arch="resnet-spatial", latent_dim=2, channels=(32, 64, 128), likelihood="gaussian"))
+    x = torch.rand(2, 1, 28, 28)
+    mu, _ = model.encode(x)
+    output = model.decode(mu)
+    assert torch.equal(model.reconstruct(x), (output + 1) / 2)  # the [-1, 1] output mapped back, unclamped
+
+
+def test_resnet_spatial_refuses_a_bernoulli_likelihood_and_wrong_widths():
+    with pytest.raises(ValueError, match="gaussian"):
+        VAE(ModelConfig(arch="resnet-spatial", channels=(32, 64, 128), likelihood="bernoulli"))
+    with pytest.raises(ValueError, match="three widths"):
+        VAE(ModelConfig(arch="resnet-spatial", channels=(32, 64), likelihood="gaussian"))
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 25, 25)])
+def test_resnet_spatial_fits_other_image_shapes(shape):
+    model = VAE(ModelConfig(arch="resnet-spatial", latent_dim=4, channels=(16, 32, 32), likelihood="gaussian",
+                            image_shape=shape))
+    out, mu, _ = model(torch.rand(2, *shape))
+    assert out.shape == (2, *shape) and mu.shape[-2:] == model.latent_shape[-2:]

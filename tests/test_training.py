@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from conftest import small_config as shared_small_config
+from vaelab import precision
 from vaelab.checkpoint import load_checkpoint, load_model
-from vaelab.config import RunConfig
+from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import CheckpointError, OutputDirError
-from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight
+from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight, scheduled_lr
 
 
 def small_config(epochs=2, **train) -> RunConfig:
@@ -29,12 +30,12 @@ def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mn
     assert history[-1]["test"]["ssim"] > history[0]["test"]["ssim"]
     for record in history:
         for split in ("train", "test"):
-            assert set(record[split]) == {"loss", "nll", "kl", "mse", "ssim", "psnr"}
+            assert set(record[split]) == {"loss", "nll", "kl", "mse", "ssim", "psnr", "ssim_orig", "psnr_orig"}
             assert record[split]["loss"] == pytest.approx(record[split]["nll"] + record[split]["kl"], rel=1e-6)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["history"] == history and saved["eval_sizes"] == {"train": 512, "test": 1000}
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert header.startswith("epoch,step,time_s,train_s,train_loss") and header.endswith("test_psnr")
+    assert header.startswith("epoch,step,time_s,train_s,train_loss") and header.endswith("test_psnr_orig")
     assert (tmp_path / "run" / "config.json").exists()
 
 
@@ -44,12 +45,35 @@ def test_resume_continues_exactly(mnist, tmp_path):
     straight = Trainer(small_config(epochs=3), data, tmp_path / "a", progress=False).run()
     Trainer(small_config(epochs=1), data, tmp_path / "b", progress=False).run()
     resumed = Trainer(small_config(epochs=3), data, tmp_path / "b", progress=False).run(resume=True)
+    assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
+
+
+def resnet_config(epochs, precision):
+    return RunConfig(
+        data=DataConfig(train_eval_size=64),
+        model=ModelConfig(arch="resnet-spatial", latent_dim=2, channels=(8, 16, 32), likelihood="gaussian"),
+        train=TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, betas=(0.5, 0.999), beta=0.0, device="cpu",
+                          precision=precision, evals_in_first_epoch=1),
+    )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resnet_spatial_resumes_exactly_in_either_precision(mnist, tmp_path, precision):
+    data = mnist.head(256, 64)
+    straight = Trainer(resnet_config(2, precision), data, tmp_path / "a", progress=False).run()
+    Trainer(resnet_config(1, precision), data, tmp_path / "b", progress=False).run()
+    resumed = Trainer(resnet_config(2, precision), data, tmp_path / "b", progress=False).run(resume=True)
+    assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["environment"]["precision"] == precision
+
+
+def assert_same_run(dir_a, history_a, dir_b, history_b):
 
     def strip_time(history):
         return [{k: v for k, v in r.items() if k not in ("time_s", "train_s")} for r in history]
 
-    assert strip_time(resumed) == strip_time(straight)
-    a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert strip_time(history_b) == strip_time(history_a)
+    a, b = load_checkpoint(dir_a / "checkpoint.pt"), load_checkpoint(dir_b / "checkpoint.pt")
     for name, weight in a["model"].items():
         assert torch.equal(weight, b["model"][name]), name
 
@@ -98,3 +122,37 @@ def test_resume_from_a_checkpoint_missing_resume_state_is_a_clear_error(mnist, t
     torch.save(saved, path)
     with pytest.raises(CheckpointError, match="lacks \\['eval_s'\\]"):
         Trainer(small_config(epochs=2), data, tmp_path / "run", progress=False).run(resume=True)
+
+
+def test_learning_rate_schedules_follow_their_shapes():
+    def rates(schedule):
+        cfg = TrainConfig(lr=1e-3, lr_schedule=schedule)
+        return [scheduled_lr(cfg, step, 1000) for step in range(0, 1001, 100)]
+
+    assert rates("constant") == [1e-3] * 11
+    cosine = rates("cosine")
+    assert cosine[0] == 1e-3 and cosine[5] == pytest.approx(5e-4) and cosine[-1] == pytest.approx(0, abs=1e-12)
+    onecycle = rates("onecycle")
+    assert onecycle[0] == pytest.approx(1e-3 / 25) and onecycle[3] == pytest.approx(1e-3)  # the peak at 30%
+    assert onecycle[-1] == pytest.approx(1e-3 / 25 / 1e4) and max(onecycle) == pytest.approx(1e-3)
+    assert onecycle[:4] == sorted(onecycle[:4]) and onecycle[3:] == sorted(onecycle[3:], reverse=True)
+
+
+def test_precision_auto_follows_the_hardware_and_keeps_the_mlp_in_fp32(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert precision.resolve("auto", cpu, "conv-spatial") == "bf16"
+    assert precision.resolve("auto", cpu, "mlp") == "fp32"  # the default study keeps its fp32 numbers
+    assert precision.resolve("fp32", cpu, "resnet-spatial") == "fp32"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert precision.resolve("auto", cpu, "resnet-spatial") == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert precision.resolve("auto", cpu, "resnet-spatial") == "fp32"
+    assert precision.resolve("bf16", cpu, "mlp") == "bf16"  # asked for explicitly
+
+
+def test_configs_written_before_precision_existed_resume_in_fp32(tmp_path):
+    raw = RunConfig().to_dict()
+    del raw["train"]["precision"]
+    assert RunConfig.from_dict(raw).train.precision == "fp32"
+    assert RunConfig.from_dict(RunConfig().to_dict()).train.precision == "auto"

@@ -21,7 +21,10 @@ from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
 from .config import (
     ARCHITECTURES,
+    DEFAULT_WIDTHS,
     LIKELIHOODS,
+    LR_SCHEDULES,
+    PRECISIONS,
     PROJECTIONS,
     DataConfig,
     ModelConfig,
@@ -36,10 +39,22 @@ from .measures import DEFAULT_IWAE_K
 from .report import build_report, redraw_stale_figures
 
 DEFAULT_STUDY_DIR = Path("runs/study")
-ORIGINAL_BETA = 1e-3
-# The published project's configuration: a spatial latent of c channels at 7x7, squared error, and a
-# negligible KL weight (beta = 1e-3 against 50 nats per unit of squared error at sigma = 0.1).
-PRESETS = {"original": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": 0.1, "beta": ORIGINAL_BETA}}
+ORIGINAL_STD = 0.1
+# The published project configured a KL weight of 5e-6 on a loss of per-pixel *mean* squared error on the
+# [-1, 1] scale, (4 / 784) * sum (x - x')^2 on [0, 1]; vaelab's Gaussian NLL weighs sum (x - x')^2 by
+# 1 / (2 sigma^2). The same relative weight in vaelab's units is therefore 5e-6 * 784 / (8 sigma^2).
+ORIGINAL_KL_WEIGHT = 5e-6
+ORIGINAL_BETA = ORIGINAL_KL_WEIGHT * 784 / (8 * ORIGINAL_STD**2)
+# The published project's training: its ResNet/attention autoencoder, squared error on the [-1, 1] scale,
+# no KL term (configured but never added), Adam 1e-4 with betas (0.5, 0.999), batch 64, seed 1111, 20 epochs.
+_ORIGINAL = {"arch": "resnet-spatial", "widths": "32,64,128", "likelihood": "gaussian", "gaussian_std": ORIGINAL_STD,
+             "beta": 0.0, "lr": 1e-4, "betas": (0.5, 0.999), "batch_size": 64, "seed": 1111, "epochs": 20}
+PRESETS = {
+    "original": _ORIGINAL,
+    "original-vae": {**_ORIGINAL, "beta": ORIGINAL_BETA},  # the configured KL weight, actually applied
+    # The smaller model vaelab shipped as "original" before: conv-spatial, KL weight 1e-3.
+    "original-small": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": ORIGINAL_STD, "beta": 1e-3},
+}
 DEFAULT_LATENT_DIMS = (2, 4, 16)
 STUDY_FILE = "study.json"
 # The options that set a RunConfig field: (section, field). The rest steer the command, not the model.
@@ -49,7 +64,8 @@ OPTION_FIELDS = {
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"), "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "beta": ("train", "beta"),
     "warmup_epochs": ("train", "warmup_epochs"), "seed": ("train", "seed"), "device": ("train", "device"),
-    "channels": ("data", "channels"), "image_size": ("data", "image_size"),
+    "channels": ("data", "channels"), "image_size": ("data", "image_size"), "widths": ("model", "channels"),
+    "betas": ("train", "betas"), "lr_schedule": ("train", "lr_schedule"), "precision": ("train", "precision"),
 }
 
 
@@ -80,6 +96,9 @@ def training_options(func: Callable) -> Callable:
                           "choice for images larger than 28 px or in colour (its depth follows the image size)."),
         click.option("--hidden", type=str, default=",".join(map(str, m.hidden)), show_default=True,
                      help="mlp: comma-separated hidden layer widths."),
+        click.option("--widths", type=str, default=None,
+                     help="conv, conv-spatial: comma-separated widths of the stride-2 stages [default: 32,64]; "
+                          "resnet-spatial: of the stem and the two down blocks [default: 32,64,128]."),
         click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=m.likelihood, show_default=True,
                      help="Decoder likelihood: bernoulli (BCE on logits), continuous-bernoulli (BCE plus its "
                           "normaliser), gaussian (squared error, fixed std) or gaussian-learned (one learned std)."),
@@ -89,6 +108,15 @@ def training_options(func: Callable) -> Callable:
         click.option("--batch-size", type=click.IntRange(min=1), default=t.batch_size, show_default=True),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=t.lr, show_default=True,
                      help="Adam learning rate."),
+        click.option("--betas", type=(click.FloatRange(0, 1, max_open=True), click.FloatRange(0, 1, max_open=True)),
+                     default=t.betas, show_default=True, help="Adam's two moment decay rates."),
+        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=t.lr_schedule, show_default=True,
+                     help="constant; onecycle (up from lr/25 over the first 30% of the steps, then down); "
+                          "cosine (from lr down to 0)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=t.precision, show_default=True,
+                     help="The training step's arithmetic: auto uses bf16 autocast where the hardware does bf16 fast "
+                          "(CPUs with AMX or AVX-512-BF16, CUDA GPUs from Ampere on; not for the mlp, which keeps "
+                          "its fp32 numbers), else fp32. Evaluation is always fp32."),
         click.option("--beta", type=click.FloatRange(min=0), default=t.beta, show_default=True,
                      help="Weight of the KL term (1 = the true ELBO)."),
         click.option("--warmup-epochs", type=click.FloatRange(min=0), default=t.warmup_epochs, show_default=True,
@@ -123,8 +151,11 @@ def training_options(func: Callable) -> Callable:
                      help="2-D view of latent spaces larger than 2 in the figures [default: tsne, or what the run "
                           "last used]."),
         click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
-                     help="original: the published project's model (conv encoder/decoder, latent of c channels "
-                          "at 7x7 with c = the latent size, squared error, KL weight 1e-3). Options given "
+                     help="original: the published project's training (its ResNet/attention autoencoder "
+                          "'resnet-spatial' around a latent of c channels at 7x7, c = the latent size; squared error "
+                          "on the [-1, 1] scale, no KL term, Adam 1e-4 with betas 0.5/0.999, batch 64, seed 1111, "
+                          "20 epochs). original-vae: the same with its configured KL weight applied. "
+                          "original-small: vaelab's earlier, much smaller conv-spatial stand-in. Options given "
                           "explicitly still win."),
         click.option("--measures/--no-measures", default=True, show_default=True,
                      help="After training, add the IWAE log-likelihood, active units, latent probe and "
@@ -138,13 +169,13 @@ def training_options(func: Callable) -> Callable:
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
 
-def parse_widths(text: str) -> tuple[int, ...]:
+def parse_widths(text: str, option: str = "--hidden") -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
         widths = ()
     if not widths or min(widths) < 1:
-        raise click.BadParameter(f"expected positive comma-separated integers, got {text!r}", param_hint="--hidden")
+        raise click.BadParameter(f"expected positive comma-separated integers, got {text!r}", param_hint=option)
     return widths
 
 
@@ -163,8 +194,21 @@ def build_config(ctx: click.Context, latent_dim: int | None, opts: dict[str, Any
         sections[section][key] = option_to_field(name, opts[name], opts)
     if latent_dim is not None:
         sections["model"]["latent_dim"] = latent_dim
-    return RunConfig(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
-                     train=TrainConfig(**sections["train"]))
+    config = RunConfig(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
+                       train=TrainConfig(**sections["train"]))
+    check_model_choice(config.model)
+    return config
+
+
+def check_model_choice(model: ModelConfig) -> None:
+    """Combinations the options allow one by one but the model cannot build."""
+    if model.arch == "resnet-spatial" and model.likelihood not in ("gaussian", "gaussian-learned"):
+        raise click.BadParameter("resnet-spatial outputs images on the [-1, 1] scale without a squashing function and "
+                                 "needs --likelihood gaussian or gaussian-learned.", param_hint="--likelihood")
+    wanted = len(DEFAULT_WIDTHS["resnet-spatial"])
+    if model.arch == "resnet-spatial" and len(model.channels) != wanted:
+        raise click.BadParameter(f"resnet-spatial takes {wanted} widths, got {','.join(map(str, model.channels))}",
+                                 param_hint="--widths")
 
 
 def check_file_values(ctx: click.Context, config: RunConfig, path: Path) -> None:
@@ -186,6 +230,11 @@ def option_to_field(name: str, value: Any, opts: dict[str, Any]) -> Any:
     """An option's value as its config field holds it."""
     if name == "hidden":
         return parse_widths(value)
+    if name == "widths":  # none given: the architecture's own
+        default = DEFAULT_WIDTHS.get(opts.get("arch"), ModelConfig().channels)
+        return parse_widths(value, "--widths") if value else default
+    if name == "betas":
+        return tuple(value)
     if name == "channels":
         return int(value) if value else None
     if name == "data_dir" and value and opts.get("dataset") in ("folder", "cifar10"):
@@ -195,7 +244,7 @@ def option_to_field(name: str, value: Any, opts: dict[str, Any]) -> Any:
 
 def field_to_option(name: str, value: Any) -> Any:
     """A config field's value as its option takes it (the inverse of option_to_field)."""
-    if name == "hidden":
+    if name in ("hidden", "widths"):
         return ",".join(map(str, value))
     return str(value) if name == "channels" else value
 

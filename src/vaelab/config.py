@@ -25,7 +25,13 @@ else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
 CONFIG_VERSION = 1
-ARCHITECTURES = ("mlp", "conv", "conv-spatial")  # conv-spatial: a latent map of latent_dim channels at H/4 x W/4
+# conv-spatial: a latent map of latent_dim channels at H/4 x W/4; resnet-spatial: the published project's
+# ResNet/attention autoencoder around the same latent map, with a linear output on the [-1, 1] scale.
+ARCHITECTURES = ("mlp", "conv", "conv-spatial", "resnet-spatial")
+# The widths each architecture uses when none are given: the stride-2 stages, or the stem and two down blocks.
+DEFAULT_WIDTHS = {"conv": (32, 64), "conv-spatial": (32, 64), "resnet-spatial": (32, 64, 128)}
+LR_SCHEDULES = ("constant", "onecycle", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
 PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
 
@@ -45,7 +51,7 @@ class ModelConfig:
     arch: str = "mlp"
     latent_dim: int = 2
     hidden: tuple[int, ...] = (512, 256)  # mlp: widths of the hidden layers
-    channels: tuple[int, ...] = (32, 64)  # conv: channels of the two stride-2 stages
+    channels: tuple[int, ...] = (32, 64)  # conv: channels of the stride-2 stages; see DEFAULT_WIDTHS
     likelihood: str = "bernoulli"
     gaussian_std: float = 0.1  # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
     image_shape: tuple[int, ...] = (1, 28, 28)  # (channels, height, width) of the data: set from it
@@ -66,6 +72,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     evals_in_first_epoch: int = 5  # the early curve moves fastest, so it is sampled densely
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's; the published project used (0.5, 0.999)
+    lr_schedule: str = "constant"  # onecycle / cosine: a pure function of the step, so resume stays exact
+    precision: str = "auto"  # training-step autocast: auto = bf16 where the hardware does it fast, else fp32
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
 
 
 @dataclass
@@ -91,10 +103,13 @@ class RunConfig:
                 "Upgrade vaelab to use this run."
             )
         try:
+            train = dict(raw["train"])
+            # Runs written before --precision trained in fp32; resuming them must not switch to bf16.
+            train.setdefault("precision", "fp32")
             return cls(
                 data=_build(DataConfig, raw["data"]),
                 model=_build(ModelConfig, raw["model"]),
-                train=_build(TrainConfig, raw["train"]),
+                train=_build(TrainConfig, train),
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{source}: malformed vaelab config ({exc}).") from None

@@ -306,7 +306,7 @@ def as_pixels(images: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def decode(run: Run, z: torch.Tensor) -> np.ndarray:
     """Decoder means of latent points (N, latent_dim) as uint8 images (N, 28, 28)."""
-    return as_pixels(torch.sigmoid(run.model.decode(z)))
+    return as_pixels(run.model.decoder_mean(run.model.decode(z)))
 
 
 @torch.no_grad()

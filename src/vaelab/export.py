@@ -2,8 +2,8 @@
 
 The encoder maps images (N, C, H, W) in [0, 1], of the shape the model was trained on, to the
 posterior parameters ``mu`` and ``logvar``; the decoder maps latent points (N, *latent_shape) to the
-decoder mean ``image`` in [0, 1] (the sigmoid of the logits, as ``VAE.reconstruct`` and ``VAE.sample``
-return). The batch axis is dynamic.
+decoder mean ``image`` in [0, 1] (``VAE.decoder_mean`` of the decoder output, as ``VAE.reconstruct`` and
+``VAE.sample`` return). The batch axis is dynamic.
 For the safetensors + JSON form of a model see ``VAE.save_pretrained``.
 """
 
@@ -40,7 +40,7 @@ class _Decoder(nn.Module):
         self.model = model
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model.decode(z))
+        return self.model.decoder_mean(self.model.decode(z))
 
 
 def export_onnx(model: VAE, directory: str | os.PathLike) -> tuple[Path, Path]:

@@ -35,8 +35,19 @@ def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(a < CB_TAYLOR_BELOW, taylor, exact)
 
 
+def decoder_mean(output: torch.Tensor, linear_output: bool = False) -> torch.Tensor:
+    """The decoder's mean image on the [0, 1] scale.
+
+    Most architectures output logits and the mean is their sigmoid. ``linear_output`` (resnet-spatial, as
+    the published project) outputs the image on the [-1, 1] scale without a squashing function; the mean is
+    then (output + 1) / 2, left unclamped, as the published project scored it.
+    """
+    return (output + 1.0) * 0.5 if linear_output else torch.sigmoid(output)
+
+
 def reconstruction_nll(
-    logits: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_std: float | torch.Tensor = 0.1
+    logits: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_std: float | torch.Tensor = 0.1,
+    linear_output: bool = False,
 ) -> torch.Tensor:
     """-log p(x|z) per sample, summed over pixels.
 
@@ -45,15 +56,18 @@ def reconstruction_nll(
     binary cross-entropy minus log C(lambda).
     gaussian, gaussian-learned: N(x; sigmoid(logits), gaussian_std^2) per pixel, i.e. scaled squared
     error plus its normalising constant, so the figure is a true NLL in nats. For gaussian-learned the
-    caller passes the model's learned std (a tensor, so gradients reach it).
+    caller passes the model's learned std (a tensor, so gradients reach it). With ``linear_output`` the
+    Gaussian's mean is ``decoder_mean(logits, True)``: squared error on the [-1, 1] scale up to a factor 4.
     """
+    if linear_output and likelihood not in ("gaussian", "gaussian-learned"):
+        raise ValueError(f"a linear decoder output needs a gaussian likelihood, not {likelihood!r}")
     if likelihood == "bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif likelihood == "continuous-bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none") - continuous_bernoulli_log_norm(logits)
     elif likelihood in ("gaussian", "gaussian-learned"):
         std = torch.as_tensor(gaussian_std, dtype=logits.dtype, device=logits.device)
-        sq = (x - torch.sigmoid(logits)).pow(2)
+        sq = (x - decoder_mean(logits, linear_output)).pow(2)
         nll = 0.5 * sq / std**2 + torch.log(std) + 0.5 * math.log(2 * math.pi)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}")
@@ -68,8 +82,9 @@ def negative_elbo(
     likelihood: str,
     beta: float = 1.0,
     gaussian_std: float | torch.Tensor = 0.1,
+    linear_output: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, nll, kl), each per sample; loss = nll + beta * kl."""
-    nll = reconstruction_nll(logits, x, likelihood, gaussian_std)
+    nll = reconstruction_nll(logits, x, likelihood, gaussian_std, linear_output)
     kl = kl_to_standard_normal(mu, logvar)
     return nll + beta * kl, nll, kl

@@ -56,7 +56,8 @@ def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator: torch
     z = mu + torch.exp(0.5 * logvar) * eps
     logits = model.decode(z.flatten(0, 1))
     repeated = x.expand(k, *x.shape).flatten(0, 1)
-    log_px_z = -reconstruction_nll(logits, repeated, model.config.likelihood, model.decoder_std()).view(k, len(x))
+    log_px_z = -reconstruction_nll(logits, repeated, model.config.likelihood, model.decoder_std(),
+                                   model.linear_output).view(k, len(x))
     log_pz = -0.5 * (z.pow(2) + LOG_2PI).flatten(2).sum(2)
     log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).flatten(2).sum(2)  # (z - mu) / sigma is eps exactly
     return log_px_z + log_pz - log_qz

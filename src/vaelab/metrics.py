@@ -8,6 +8,9 @@ averaged over the window positions that lie wholly inside the image; this matche
 data_range=1)``; colour images get it per channel, averaged, as ``channel_axis=0`` does. The separable
 Gaussian filter runs as two matrix products over the whole batch, or, on images wider than
 ``SSIM_BANDED_MAX_SIDE``, as two 1-D convolutions.
+
+``ssim_orig`` / ``psnr_orig`` are the published project's definitions (scikit-image defaults on the
+[-1, 1] scale, per-image data range), so vaelab's numbers compare like for like with its README.
 """
 
 from __future__ import annotations
@@ -82,3 +85,69 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.flatten(1).mean(1)
+
+
+# --- The published project's definitions ------------------------------------------------------------
+# It scored each test image with scikit-image's defaults on the [-1, 1] scale it trained on: a 7x7
+# uniform window, sample covariances (N / (N - 1)), K1 = 0.01, K2 = 0.03, data_range = max - min of the
+# original image, and the decoder's raw output (not clamped). SSIM is not shift-invariant, so the scale
+# matters: on [-1, 1] MNIST's black background sits at -1, not 0.
+ORIG_WINDOW = 7
+
+
+def to_signed_scale(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the scale the published project trained and scored on."""
+    return 2.0 * images - 1.0
+
+
+def _data_range(x: torch.Tensor) -> torch.Tensor:
+    """max - min of each original image, as (N,); a constant image falls back to the scale's full range (2)."""
+    flat = x.flatten(1)
+    span = flat.amax(1) - flat.amin(1)
+    return torch.where(span > 0, span, torch.full_like(span, 2.0))
+
+
+def psnr_orig_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The published PSNR of each pair; x (originals) and y (reconstructions) given on the [0, 1] scale."""
+    xs, ys = to_signed_scale(x), to_signed_scale(y)
+    mse = mse_per_image(xs, ys).clamp_min(10 ** (-PSNR_CAP_DB / 10))
+    return 10.0 * torch.log10(_data_range(xs).pow(2) / mse).clamp(max=PSNR_CAP_DB)
+
+
+def _box_filter(stacked: torch.Tensor) -> torch.Tensor:
+    """'Valid' 7x7 mean filtering of (B, K, H, W): a banded matrix product on each axis, as the Gaussian one."""
+    height, width = stacked.shape[-2:]
+    if max(height, width) > SSIM_BANDED_MAX_SIDE:
+        return F.avg_pool2d(stacked, ORIG_WINDOW, stride=1)
+    bands = []
+    for size in (height, width):
+        band = torch.zeros(size - ORIG_WINDOW + 1, size, device=stacked.device, dtype=stacked.dtype)
+        for i in range(band.shape[0]):
+            band[i, i : i + ORIG_WINDOW] = 1.0 / ORIG_WINDOW
+        bands.append(band)
+    return bands[0] @ stacked @ bands[1].T
+
+
+def ssim_orig_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The published SSIM of each pair (scikit-image defaults on [-1, 1]); x, y (N, C, H, W) on [0, 1].
+
+    'Valid' windows only: the region scikit-image averages over after cropping its border. Colour images
+    get it per channel with the whole image's data range, averaged (scikit-image's ``channel_axis``). The
+    moments are taken about each original's mean level, so that in float32 the variances' differences
+    keep their digits on flat images; the means add it back for the (shift-dependent) luminance term.
+    """
+    n, channels, height, width = x.shape
+    data_range = _data_range(to_signed_scale(x)).repeat_interleave(channels).view(-1, 1, 1)
+    xs = to_signed_scale(x).reshape(n * channels, 1, height, width)
+    ys = to_signed_scale(y).reshape(n * channels, 1, height, width)
+    level = xs.mean((1, 2, 3), keepdim=True)
+    xc, yc = xs - level, ys - level
+    mc_x, mc_y, m_xx, m_yy, m_xy = _box_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)).unbind(1)
+    cov_norm = ORIG_WINDOW**2 / (ORIG_WINDOW**2 - 1)
+    var_x = cov_norm * (m_xx - mc_x**2)
+    var_y = cov_norm * (m_yy - mc_y**2)
+    cov_xy = cov_norm * (m_xy - mc_x * mc_y)
+    mu_x, mu_y = mc_x + level.view(-1, 1, 1), mc_y + level.view(-1, 1, 1)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(1).view(n, channels).mean(1)

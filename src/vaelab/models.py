@@ -1,13 +1,16 @@
 """The VAE: a Gaussian encoder q(z|x) = N(mu, diag sigma^2), the reparameterization trick and a
-decoder that outputs per-pixel logits. Three architectures (``mlp``, ``conv`` with a latent vector,
+decoder that outputs per-pixel logits. Four architectures (``mlp``, ``conv`` with a latent vector,
 ``conv-spatial`` with a latent map of ``latent_dim`` channels at a quarter of the image size, 7x7 on
-MNIST), any latent size, any image shape (C, H, W): ``ModelConfig.image_shape``, saved with the run.
+MNIST, and ``resnet-spatial``, the published project's larger model around the same map), any latent
+size, any image shape (C, H, W): ``ModelConfig.image_shape``, saved with the run.
 
 Images enter as float tensors in [0, 1] of shape (N, C, H, W), (N, 1, 28, 28) on MNIST. The decoder's output is always a
 logit map; the decoder *mean* image is its sigmoid, for every likelihood, so reconstructions stay
-in [0, 1]. (For the continuous Bernoulli, sigmoid(logits) is its shape parameter lambda, not the
-distribution's mean, which lies nearer 1/2; vaelab shows and scores lambda, as PyTorch's VAE example
-does.)
+in [0, 1]. The exception is resnet-spatial, which like the published model outputs the image on the
+[-1, 1] scale with no squashing: its mean is (output + 1) / 2 and it needs a Gaussian likelihood
+(``decoder_mean`` hides the difference from every consumer). (For the continuous Bernoulli,
+sigmoid(logits) is its shape parameter lambda, not the distribution's mean, which lies nearer 1/2;
+vaelab shows and scores lambda, as PyTorch's VAE example does.)
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ARCHITECTURES, ModelConfig, write_text_atomic
+from .config import ARCHITECTURES, DEFAULT_WIDTHS, ModelConfig, write_text_atomic
 from .errors import CheckpointError
+from .losses import decoder_mean
+from .resnet import resnet_decoder, resnet_encoder
 
 MNIST_SHAPE = (1, 28, 28)
 BOTTLENECK_SIDE = 8  # conv: stride-2 stages are added until the feature map is at most this wide
@@ -161,10 +166,17 @@ class VAE(nn.Module):
         elif config.arch == "conv":
             self.encoder = conv_encoder(config.latent_dim, config.channels, shape)
             self.decoder = conv_decoder(config.latent_dim, config.channels, shape)
-        else:
+        elif config.arch == "conv-spatial":
             self.encoder = spatial_encoder(config.latent_dim, config.channels, shape)
             self.decoder = spatial_decoder(config.latent_dim, config.channels, shape)
             self.latent_shape = (config.latent_dim, *stage_sizes(*shape[1:], stages=2)[-1])
+        else:
+            self._check_resnet(config)
+            sizes = stage_sizes(*shape[1:], stages=2)
+            self.encoder = resnet_encoder(config.latent_dim, config.channels, shape)
+            self.decoder = resnet_decoder(config.latent_dim, config.channels, shape, sizes)
+            self.latent_shape = (config.latent_dim, *sizes[-1])
+        self.linear_output = config.arch == "resnet-spatial"
         if config.likelihood == "gaussian-learned":
             # One global log sigma: a per-pixel one would shrink without bound on MNIST's always-black
             # border pixels and drive the NLL to minus infinity.
@@ -202,6 +214,17 @@ class VAE(nn.Module):
             raise CheckpointError(f"{directory / PRETRAINED_WEIGHTS}: weights do not fit the model its config "
                                   f"describes, or the file is damaged ({exc}).") from None
         return model.to(device).eval()
+    @staticmethod
+    def _check_resnet(config: ModelConfig) -> None:
+        if len(config.channels) != len(DEFAULT_WIDTHS["resnet-spatial"]):
+            raise ValueError(f"resnet-spatial takes three widths (stem, block 1, block 2), got {config.channels}")
+        if config.likelihood not in ("gaussian", "gaussian-learned"):
+            raise ValueError("resnet-spatial outputs images on the [-1, 1] scale without a squashing function "
+                             f"and needs a gaussian likelihood, not {config.likelihood!r}")
+
+    def decoder_mean(self, output: torch.Tensor) -> torch.Tensor:
+        """The mean image on the [0, 1] scale of a decoder output (for resnet-spatial not clamped)."""
+        return decoder_mean(output, self.linear_output)
 
     def decoder_std(self) -> float | torch.Tensor:
         """The Gaussian likelihood's std: fixed from the config, or the learned one."""
@@ -209,11 +232,13 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (mu, log sigma^2), each of shape (N, *latent_shape)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        # resnet-spatial sees images on the [-1, 1] scale, as the published model did.
+        mu, logvar = self.encoder(2.0 * x - 1.0 if self.linear_output else x).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-pixel logits of shape (N, *image_shape): (N, 1, 28, 28) on MNIST."""
+        """Per-pixel logits of shape (N, *image_shape), (N, 1, 28, 28) on MNIST (resnet-spatial: the image on
+        the [-1, 1] scale)."""
         return self.decoder(z)
 
     @staticmethod
@@ -232,14 +257,14 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder mean at z = mu, in [0, 1]."""
         mu, _ = self.encode(x)
-        return torch.sigmoid(self.decode(mu))
+        return self.decoder_mean(self.decode(mu))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images (decoder means) from z ~ N(0, I)."""
         device = next(self.parameters()).device
         z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
-        return torch.sigmoid(self.decode(z))
+        return self.decoder_mean(self.decode(z))
 
 
 def _read_pretrained_config(directory: Path) -> ModelConfig:

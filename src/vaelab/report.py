@@ -41,7 +41,7 @@ from .atomic import atomic_file
 from .checkpoint import CONFIG_NAME
 from .config import write_text_atomic
 from .errors import ReportError, VaelabError
-from .evaluation import METRICS
+from .evaluation import CORE_METRICS, METRICS
 from .training import METRICS_JSON
 
 STUDY_FILE = "study.json"
@@ -142,7 +142,7 @@ def read_run(run_dir: Path) -> Run:
 
 def _is_record(record: Any) -> bool:
     return (isinstance(record, dict) and isinstance(record.get("epoch"), (int, float))
-            and all(isinstance(record.get(split), dict) and set(METRICS) <= set(record[split])
+            and all(isinstance(record.get(split), dict) and set(CORE_METRICS) <= set(record[split])
                     for split in ("train", "test")))
 
 
@@ -251,6 +251,9 @@ TABLE_COLUMNS = (
     Column("test_mse", "test MSE", ".4f", "low"),
     Column("test_ssim", "test SSIM", ".3f", "high"),
     Column("test_psnr", "test PSNR (dB)", ".2f", "high"),
+    # The published project's definitions (scikit-image defaults on [-1, 1]); empty for runs that predate them.
+    Column("test_ssim_orig", "test SSIM (orig.)", ".3f", "high"),
+    Column("test_psnr_orig", "test PSNR (orig., dB)", ".2f", "high"),
     Column("train_loss", "train −ELBO", ".2f", "low"),
     Column("train_mse", "train MSE", ".4f", "low"),
 )
@@ -268,7 +271,7 @@ def final_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "wall_time_s": run.wall_time_s,
         }
         for split in ("test", "train"):
-            row.update({f"{split}_{m}": float(run.latest[split][m]) for m in METRICS})
+            row.update({f"{split}_{m}": float(run.latest[split][m]) for m in METRICS if m in run.latest[split]})
         for key, value in run.final.items():
             row[key if key not in row else f"final_{key}"] = value
         rows.append(row)

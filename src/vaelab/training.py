@@ -28,9 +28,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, precision
 from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, remove_stale_temp_files, save_checkpoint
-from .config import RunConfig, write_text_atomic
+from .config import RunConfig, TrainConfig, write_text_atomic
 from .data import Dataset
 from .environment import describe_environment
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
@@ -109,6 +109,21 @@ def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int
     if warmup_epochs <= 0:
         return beta
     return beta * min(1.0, step / (warmup_epochs * steps_per_epoch))
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of the update after ``step`` updates: a pure function of the step, so a resumed
+    run needs no scheduler state. onecycle: PyTorch's OneCycleLR shape (cosine up from lr / 25 over the
+    first 30% of training, then cosine down to lr / 250000); cosine: from lr down to 0."""
+    t = min(1.0, step / max(1, total_steps))
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if cfg.lr_schedule == "onecycle":
+        start, end, peak_at = cfg.lr / 25.0, cfg.lr / 25.0 / 1e4, 0.3
+        if t < peak_at:
+            return start + (cfg.lr - start) * 0.5 * (1.0 - math.cos(math.pi * t / peak_at))
+        return end + (cfg.lr - end) * 0.5 * (1.0 + math.cos(math.pi * (t - peak_at) / (1.0 - peak_at)))
+    return cfg.lr
 
 
 def train_eval_subset(n_train: int, size: int) -> torch.Tensor:
@@ -222,12 +237,19 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
         # Where and with what the latest session ran, for the study report.
-        self.environment = describe_environment(self.device, self.world_size, dataset.root)
+        self.precision = precision.resolve(config.train.precision, self.device, config.model.arch)
+        # Channels-last doubled the bf16 step of the plain conv models on this CPU but halved resnet-spatial's
+        # (GroupNorm and attention want the default layout); fp32 runs keep the default layout.
+        self.channels_last = self.precision == "bf16" and config.model.arch in ("conv", "conv-spatial")
+        self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
+                            "precision": self.precision}
 
     # -- state -----------------------------------------------------------------------------------
 
     def _fresh_state(self) -> dict[str, Any]:
         model = build_model(self.config).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         seed = distributed.noise_seed(self.config.train.seed, self.rank)
         noise = torch.Generator(device=self.device).manual_seed(seed)
         return {"model": model, "optimizer": self._optimizer(model), "noise": noise, "epoch": 0,
@@ -236,7 +258,8 @@ class Trainer:
     def _optimizer(self, model: VAE) -> torch.optim.Optimizer:
         # The fused kernel does the whole update in one pass: measured ~2x faster per step on CPU.
         fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(model.parameters(), lr=self.config.train.lr, fused=fused)
+        cfg = self.config.train
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, fused=fused)
 
     def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         saved = load_checkpoint(path)
@@ -357,10 +380,15 @@ class Trainer:
                 x = self.train_x[batches[i]]
                 if self.config.data.binarize:
                     x = torch.bernoulli(x, generator=noise)
-                logits, mu, logvar = model(x, noise)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with precision.autocast(self.precision, self.device):
+                    logits, mu, logvar = model(x, noise)
                 beta = kl_weight(cfg.beta, cfg.warmup_epochs, state["step"], self.steps_per_epoch)
-                loss = negative_elbo(logits, x, mu, logvar, self.config.model.likelihood, beta,
-                                     state["model"].decoder_std())[0]  # the bare model: DDP wraps it
+                bare = state["model"]  # DDP wraps it
+                # The loss itself in fp32, whatever precision the network ran in.
+                loss = negative_elbo(logits.float(), x, mu.float(), logvar.float(), self.config.model.likelihood,
+                                     beta, bare.decoder_std(), bare.linear_output)[0]
                 global_batch = min(bs, n - i * bs)
                 # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
                 # the gradient of the global batch's mean loss, however unevenly the batch splits.
@@ -373,6 +401,10 @@ class Trainer:
                         raise
                     step = state["step"] + 1
                     raise self._diverged(f"anomaly detection stopped step {step}: {exc}", step) from None
+                if cfg.lr_schedule != "constant":
+                    rate = scheduled_lr(cfg, state["step"], cfg.epochs * self.steps_per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
                 optimizer.step()
                 losses[i] = loss.detach()
                 state["step_in_epoch"], state["step"] = i + 1, state["step"] + 1

@@ -48,6 +48,7 @@ from .config import PROJECTIONS, RunConfig, write_text_atomic
 from .errors import ArtifactError
 from .metrics import mse_per_image, psnr_per_image, ssim_per_image
 from .models import VAE
+from .resnet import ResBlock, SelfAttention
 from .training import METRICS_JSON, EvalPoint
 
 FRAMES_DIR = "frames"
@@ -623,7 +624,7 @@ def render_interpolations(run_dir: Path, model: VAE, frame: Frame) -> Path:
     axes = fig.subplots(len(pairs), INTERPOLATION_STEPS + 2, squeeze=False,
                         gridspec_kw={"wspace": 0.05, "hspace": 0.08})
     for row, (a, b) in enumerate(pairs):
-        path = torch.sigmoid(model.decode((1 - t) * mu[a] + t * mu[b]))[:, 0].numpy()
+        path = model.decoder_mean(model.decode((1 - t) * mu[a] + t * mu[b]))[:, 0].numpy()
         shown = [frame.digits[a], *path, frame.digits[b]]
         for col, image in enumerate(shown):
             ax = axes[row, col]
@@ -653,7 +654,7 @@ def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
     q = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIZE))
     z1, z2 = np.meshgrid(q, q[::-1])  # top row = largest z2, as on the scatter's y axis
     z = torch.from_numpy(np.stack([z1.ravel(), z2.ravel()], 1)).float()
-    images = torch.sigmoid(model.decode(z))[:, 0].numpy()
+    images = model.decoder_mean(model.decode(z))[:, 0].numpy()
     fig = _figure(14.5, 7.0)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.12]})
     grid = _image_grid(images, MANIFOLD_SIZE, MANIFOLD_SIZE, gap=0)
@@ -698,7 +699,16 @@ def layer_detail(module: nn.Module) -> str:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         k, s = module.kernel_size[0], module.stride[0]
         return f"{type(module).__name__} {module.in_channels}→{module.out_channels}, {k}×{k}, stride {s}"
+    if isinstance(module, ResBlock):
+        return f"ResBlock {module.shortcut.in_channels}→{module.shortcut.out_channels} (2× GroupNorm·SiLU·conv 3×3)"
+    if isinstance(module, SelfAttention):
+        return f"Self-attention, {module.attention.num_heads} heads"
     return type(module).__name__
+
+
+def _is_unit(module: nn.Module) -> bool:
+    """A box of its own in the figure: a leaf layer, or a composite block drawn as one."""
+    return isinstance(module, (ResBlock, SelfAttention)) or len(list(module.children())) == 0
 
 
 @torch.no_grad()
@@ -708,8 +718,10 @@ def describe_architecture(model: VAE) -> list[LayerInfo]:
     layers: list[LayerInfo] = []
     handles = []
     for part, net in (("encoder", model.encoder), ("decoder", model.decoder)):
+        inside_unit = {id(m) for u in net.modules() if isinstance(u, (ResBlock, SelfAttention))
+                       for m in u.modules() if m is not u}
         for module in net.modules():
-            if len(list(module.children())) == 0:
+            if _is_unit(module) and id(module) not in inside_unit:
                 def record(mod, _inputs, output, part=part):
                     layers.append(LayerInfo(part, type(mod).__name__, layer_detail(mod), tuple(output.shape[1:]),
                                             sum(p.numel() for p in mod.parameters())))
@@ -810,7 +822,9 @@ def render_architecture(run_dir: Path, model: VAE) -> Path:
         else:
             arrow(below(previous), above(current))
         previous = current
-    out = box(dx, len(decoder), "sigmoid → decoder mean", "1×28×28 pixel probabilities", "io")
+    out = (box(dx, len(decoder), "(x + 1) / 2 → decoder mean", "1×28×28 image, [-1, 1] scale → [0, 1]", "io")
+           if model.linear_output else
+           box(dx, len(decoder), "sigmoid → decoder mean", "1×28×28 pixel probabilities", "io"))
     arrow(below(previous), above(out))
     fig.suptitle(f"VAE ({model.config.arch}), latent size {z} · {n_enc + n_dec:,} parameters · "
                  f"{model.config.likelihood} likelihood")

@@ -1,0 +1,99 @@
+"""The published project's autoencoder (``resnet-spatial``): ResNet blocks with GroupNorm and SiLU, a
+self-attention mid block, and a spatial latent of c channels at 7x7.
+
+Read from the published code (its VAE with down channels 32, 64, 128, mid channels 128, one ResNet layer
+per block, no attention in the down/up blocks, 32 norm groups, 16 attention heads); written afresh here.
+
+Encoder: 3x3 conv in -> down blocks (ResNet block, then a 4x4 stride-2 conv) 28 -> 14 -> 7 -> mid block
+(ResNet, self-attention, ResNet) -> GroupNorm, SiLU, 3x3 conv to 2c -> 1x1 "pre-quant" conv.
+Decoder: 1x1 "post-quant" conv, 3x3 conv to the mid width, mid block, up blocks (4x4 stride-2 transposed
+conv, then a ResNet block) 7 -> 14 -> 28, GroupNorm, SiLU, 3x3 conv out: the image on the [-1, 1] scale,
+with no squashing function.
+
+Widths that are not multiples of 32 (or 16 for the heads) use the largest group / head count dividing them,
+so narrower variants stay buildable; the published widths use exactly 32 groups and 16 heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+NORM_GROUPS = 32
+ATTENTION_HEADS = 16
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(NORM_GROUPS, channels), channels)
+
+
+def norm_act_conv(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(group_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2))
+
+
+class ResBlock(nn.Module):
+    """Two GroupNorm-SiLU-3x3-conv layers plus a 1x1-conv shortcut (a 1x1 conv even at equal widths,
+    as in the published model)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.first = norm_act_conv(c_in, c_out)
+        self.second = norm_act_conv(c_out, c_out)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x)) + self.shortcut(x)
+
+
+class SelfAttention(nn.Module):
+    """GroupNorm, then multi-head self-attention over the H*W positions, added back to the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.attention = nn.MultiheadAttention(channels, math.gcd(ATTENTION_HEADS, channels), batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.norm(x).reshape(n, c, h * w).transpose(1, 2)
+        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        return x + attended.transpose(1, 2).reshape(n, c, h, w)
+
+
+def mid_block(channels: int) -> nn.Sequential:
+    return nn.Sequential(ResBlock(channels, channels), SelfAttention(channels), ResBlock(channels, channels))
+
+
+def resnet_encoder(latent_channels: int, widths: tuple[int, ...], image_shape: tuple[int, ...]) -> nn.Sequential:
+    """widths = (stem, after down block 1, after down block 2); posterior maps of 2c channels at a quarter
+    of the image's size (7x7 on MNIST)."""
+    stem, c1, c2 = widths
+    return nn.Sequential(
+        nn.Conv2d(image_shape[0], stem, 3, padding=1),
+        ResBlock(stem, c1), nn.Conv2d(c1, c1, 4, stride=2, padding=1),  # 28 -> 14
+        ResBlock(c1, c2), nn.Conv2d(c2, c2, 4, stride=2, padding=1),  # 14 -> 7
+        mid_block(c2),
+        norm_act_conv(c2, 2 * latent_channels),
+        nn.Conv2d(2 * latent_channels, 2 * latent_channels, 1),  # the published "pre-quant" conv
+    )
+
+
+def resnet_decoder(latent_channels: int, widths: tuple[int, ...], image_shape: tuple[int, ...],
+                   sizes: list[tuple[int, int]]) -> nn.Sequential:
+    """``sizes``: the feature-map sizes image -> half -> quarter; output_padding restores odd sizes."""
+    stem, c1, c2 = widths
+
+    def up(channels: int, small: tuple[int, int], big: tuple[int, int]) -> nn.ConvTranspose2d:
+        padding = (big[0] - 2 * small[0], big[1] - 2 * small[1])
+        return nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, output_padding=padding)
+
+    return nn.Sequential(
+        nn.Conv2d(latent_channels, latent_channels, 1),  # the published "post-quant" conv
+        nn.Conv2d(latent_channels, c2, 3, padding=1),
+        mid_block(c2),
+        up(c2, sizes[2], sizes[1]), ResBlock(c2, c1),  # 7 -> 14
+        up(c1, sizes[1], sizes[0]), ResBlock(c1, stem),  # 14 -> 28
+        norm_act_conv(stem, image_shape[0]),
+    )
