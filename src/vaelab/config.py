@@ -191,8 +191,14 @@ def _typed_value(path: Path, kind: type, key: str, value: Any) -> Any:
         return None
     base = next(t for t in typing.get_args(expected) if t is not type(None)) if _allows_none(expected) else expected
     origin = typing.get_origin(base)
-    if origin is tuple and isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
-        return tuple(value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        item = typing.get_args(base)[0]
+        if all(_is_int(v) for v in value):
+            return tuple(float(v) for v in value) if item is float else tuple(value)
+        if item is float and all(isinstance(v, float) for v in value):
+            return tuple(value)
+        raise ConfigFileError(f"{path}: {key} must be a list of {'numbers' if item is float else 'integers'}, "
+                              f"got {value!r}.")
     if base is float and (_is_int(value) or isinstance(value, float)):
         return float(value)
     if (base is int and _is_int(value)) or (base in (str, bool) and type(value) is base):
