@@ -46,7 +46,7 @@ def write_idx_dataset(directory: Path, data) -> Path:
 
 
 # Fixtures that train something for tens of seconds: a test using one is ``slow`` (``make test`` still runs it).
-SLOW_FIXTURES = {"tiny_classifier", "trained_small_model", "study", "ddp_run"}
+SLOW_FIXTURES = {"tiny_classifier", "trained_small_model", "study", "ddp_run", "tracked_study"}
 
 
 def pytest_collection_modifyitems(items) -> None:

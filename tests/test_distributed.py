@@ -189,7 +189,7 @@ def test_each_rank_trains_its_part_of_every_global_batch(ddp_run):
 def test_only_rank_0_writes_the_run_directory(ddp_run):
     run_dir = ddp_run["run_dir"]
     figures = ["architecture.png", "frames", "interpolations.png", "latent_space.gif", "latent_space.png",
-               "metrics.png", "reconstructions.gif", "reconstructions.png", "samples.png"]  # drawn by rank 0
+               "metrics.png", "reconstructions.gif", "reconstructions.png", "samples.png", "tensorboard"]  # by rank 0
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([".lock", "checkpoint.pt", "config.json", "metrics.csv",
                                                                 "metrics.json", *figures])  # no stray temporary files
     writes = [audit_log(ddp_run["audit"], r) for r in range(2)]

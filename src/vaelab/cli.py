@@ -147,6 +147,13 @@ def training_options(func: Callable) -> Callable:
                      help="Turn on autograd anomaly detection to find the operation that makes a NaN (slow)."),
         click.option("--artifacts/--no-artifacts", default=True, show_default=True,
                      help="Record latent frames during training and draw the run's figures and GIFs at the end."),
+        click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
+                     help="Write TensorBoard event files to RUN_DIR/tensorboard: every metric per evaluation point, "
+                          "reconstructions, the latent means for the Embedding Projector, the config as hparams. "
+                          "View a study with: tensorboard --logdir STUDY_DIR"),
+        click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
+                     help="Also log to MLflow: to the tracking server at URI, or without one to "
+                          "STUDY_DIR/mlflow.db (needs pip install 'vaelab[mlflow]')."),
         click.option("--projection", type=click.Choice(PROJECTIONS), default=None,
                      help="2-D view of latent spaces larger than 2 in the figures [default: tsne, or what the run "
                           "last used]."),
@@ -286,8 +293,11 @@ def apply_preset(ctx: click.Context, opts: dict[str, Any]) -> None:
 
 def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any = None) -> list[dict[str, Any]]:
     from .data import load_dataset
-    from .training import Trainer
+    from .trackers import require_mlflow, tracker_hook
+    from .training import METRICS_JSON, Trainer
 
+    if opts["mlflow_uri"] is not None:
+        require_mlflow()
     dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
                            image_size=config.data.image_size, progress=opts["progress"])
     # The models build from the data's shape, and the run's config records it so load_model can too.
@@ -302,19 +312,32 @@ def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any =
         from .visualisation import ArtifactRecorder
 
         trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels))  # called on rank 0 only
-    history = trainer.run(resume=opts["resume"])
-    if trainer.is_main and opts["measures"]:
-        add_final_measures(trainer, dataset, history, opts)
-    if trainer.is_main and opts["artifacts"]:
-        from .visualisation import render_run_artifacts
+    tracking = tracker_hook(run_dir, config, trainer.test_x, trainer.test_labels, opts["tensorboard"],
+                            opts["mlflow_uri"]) if trainer.is_main else None
+    if tracking is not None:
+        trainer.hooks.append(tracking)  # last: it sees what the hooks before it added to the record
+    try:
+        history = trainer.run(resume=opts["resume"])
+        final = add_final_measures(trainer, dataset, history, opts) if trainer.is_main and opts["measures"] else None
+        files = [run_dir / METRICS_JSON, run_dir / CONFIG_NAME]
+        if trainer.is_main and opts["artifacts"]:
+            from .visualisation import render_run_artifacts
 
-        click.echo(f"latent {config.model.latent_dim}: drawing figures and GIFs ...")
-        written = render_run_artifacts(run_dir, opts["projection"])
-        click.echo(f"latent {config.model.latent_dim}: {len(written)} figures in {run_dir}")
+            click.echo(f"latent {config.model.latent_dim}: drawing figures and GIFs ...")
+            written = render_run_artifacts(run_dir, opts["projection"])
+            click.echo(f"latent {config.model.latent_dim}: {len(written)} figures in {run_dir}")
+            files += written.values()
+    except BaseException:
+        if tracking is not None:
+            tracking.abandon()
+        raise
+    if tracking is not None:
+        tracking.finish(final, files)
     return history
 
 
-def add_final_measures(trainer: Any, dataset: Any, history: list[dict[str, Any]], opts: dict[str, Any]) -> None:
+def add_final_measures(trainer: Any, dataset: Any, history: list[dict[str, Any]],
+                       opts: dict[str, Any]) -> dict[str, Any]:
     """Score the trained model once more, beyond MSE/SSIM/PSNR, into metrics.json under "final"."""
     from .measures import measure_run
     from .training import write_metrics
@@ -329,6 +352,7 @@ def add_final_measures(trainer: Any, dataset: Any, history: list[dict[str, Any]]
                f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}, "
                f"probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
                f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
+    return measures
 
 
 def has_final_measures(run_dir: Path) -> bool:
