@@ -169,9 +169,14 @@ def test_folder_errors_exit_1_with_the_message(tmp_path):
     assert result.exit_code == 1 and "no image files found" in result.output and "Traceback" not in result.output
 
 
-def test_a_runs_config_json_given_as_config_reproduces_the_run(mnist_dir, tmp_path):
+@pytest.mark.slow
+def test_a_runs_config_json_given_as_config_reproduces_the_run(mnist, tmp_path):
+    from conftest import write_idx_dataset
+
+    data_dir = write_idx_dataset(tmp_path / "idx", mnist.head(3000, 1000))
     first = tmp_path / "study" / "latent_3"
-    args = ["-z", "3", "--likelihood", "gaussian", "--beta", "0.5", "--seed", "7", "--data-dir", str(mnist_dir), *FAST]
+    args = ["-z", "3", "--likelihood", "gaussian", "--beta", "0.5", "--seed", "7", "--dataset", "idx",
+            "--data-dir", str(data_dir), *FAST]
     assert invoke("train", *args, "--run-dir", str(first)).exit_code == 0
     again = tmp_path / "again"
     result = invoke("train", "--config", str(first / "config.json"), "--run-dir", str(again), "--no-progress",
