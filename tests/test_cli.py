@@ -86,9 +86,26 @@ def test_train_resume_can_extend_the_epochs(mnist_dir, tmp_path):
     assert [r["epoch"] for r in history][-2:] == [1.0, 2.0]
 
 
-def test_module_entry_point_runs():
+def test_module_entry_point_runs_and_version_names_torch_and_the_device():
+    import torch
+
+    from vaelab import __version__
+    from vaelab.training import select_device
+
     result = subprocess.run([sys.executable, "-m", "vaelab", "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and "vaelab" in result.stdout
+    assert result.returncode == 0 and f"vaelab {__version__}" in result.stdout
+    assert f"torch {torch.__version__}" in result.stdout and f"device {select_device('auto')}" in result.stdout
+
+
+def test_shell_completion_completes_commands_and_options():
+    script = CliRunner().invoke(cli, [], prog_name="vaelab", env={"_VAELAB_COMPLETE": "bash_source"})
+    assert script.exit_code == 0 and "complete -o nosort -F _vaelab_completion vaelab" in script.output
+    words = CliRunner().invoke(cli, [], prog_name="vaelab", env={
+        "_VAELAB_COMPLETE": "bash_complete", "COMP_WORDS": "vaelab st", "COMP_CWORD": "1"})
+    assert "plain,study" in words.output.split()
+    options = CliRunner().invoke(cli, [], prog_name="vaelab", env={
+        "_VAELAB_COMPLETE": "bash_complete", "COMP_WORDS": "vaelab train --tensor", "COMP_CWORD": "2"})
+    assert "plain,--tensorboard" in options.output.split()
 
 
 @pytest.mark.slow

@@ -369,7 +369,9 @@ def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
 
 
 @click.group(cls=VaelabGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="vaelab")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, value:
+              print_version(ctx) if value and not ctx.resilient_parsing else None,
+              help="Show the versions of vaelab, torch and Python and the device training would use, and exit.")
 def cli() -> None:
     """Train variational autoencoders on MNIST-style images and compare latent sizes.
 
@@ -528,6 +530,18 @@ def export(run_dir: Path, pretrained_dir: Path | None, onnx_dir: Path | None) ->
 
         encoder, decoder = export_onnx(model, onnx_dir)
         click.echo(f"wrote {encoder} and {decoder}")
+
+
+def print_version(ctx: click.Context) -> None:
+    import platform
+
+    import torch
+
+    from .training import select_device
+
+    click.echo(f"vaelab {__version__}\ntorch {torch.__version__}\nPython {platform.python_version()}\n"
+               f"device {select_device('auto')} (what --device auto picks here)")
+    ctx.exit()
 
 
 def parse_latent_dims(text: str) -> list[int]:
