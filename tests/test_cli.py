@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -108,6 +109,19 @@ def test_shell_completion_completes_commands_and_options():
     assert "plain,--tensorboard" in options.output.split()
 
 
+def assert_csv_holds_every_history_value(history: list[dict], path) -> None:
+    """Every value of every metrics.json record is in metrics.csv: top-level keys as they are, a split's
+    metrics as <split>_<metric>; a value a record lacks is an empty cell."""
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == len(history)
+    for record, row in zip(history, rows):
+        flat = {f"{key}_{name}": v for key, inner in record.items() if isinstance(inner, dict) for name, v in inner.items()}
+        flat.update({key: v for key, v in record.items() if not isinstance(v, dict)})
+        assert set(flat) <= set(row), set(flat) - set(row)
+        assert all(float(row[column]) == pytest.approx(value, rel=1e-12) for column, value in flat.items())
+        assert all(row[column] == "" for column in set(row) - set(flat))
+
+
 @pytest.mark.slow
 def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skipped(mnist_dir, tmp_path, monkeypatch,
                                                                                   tiny_classifier):
@@ -123,6 +137,7 @@ def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skippe
     assert final["iwae_k"] == 4 and final["latent_units"] == 3 and final["classifier_test_accuracy"] > 0.8
     assert final["iwae_log_likelihood"] > -saved["history"][-1]["test"]["loss"] - 5  # K = 4 ~ the ELBO or above
     assert "test_iwae_log_likelihood" in saved["history"][-1] and "test_iwae_log_likelihood" not in saved["history"][0]
+    assert_csv_holds_every_history_value(saved["history"], study / "latent_3" / "metrics.csv")
     assert "final measures" in result.output
     again = invoke(*args, "--resume")
     assert again.exit_code == 0 and "already finished" in again.output

@@ -34,7 +34,6 @@ from .config import RunConfig, TrainConfig, write_text_atomic
 from .data import Dataset
 from .environment import describe_environment
 from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
-from .evaluation import METRICS
 from .locks import RunLock
 from .losses import negative_elbo
 from .models import VAE
@@ -154,10 +153,26 @@ def check_output_dir(run_dir: Path) -> None:
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    row = {k: record[k] for k in ("epoch", "step", "time_s", "train_s")}
-    for split in ("train", "test"):
-        row.update({f"{split}_{m}": record[split][m] for m in METRICS})
+    """One CSV row: every value of the record, a nested split's metrics as ``<split>_<metric>``."""
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            row.update({f"{key}_{name}": inner for name, inner in value.items()})
+        else:
+            row[key] = value
     return row
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as CSV with every column any row has, in first-seen order; a row's missing value is empty
+    (hooks add some values only at some points, e.g. the per-epoch IWAE)."""
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int],
@@ -169,13 +184,7 @@ def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]
     if final is not None:
         payload["final"] = final
     write_text_atomic(run_dir / METRICS_JSON, json.dumps(payload, indent=1) + "\n")
-    buffer = io.StringIO()
-    rows = [flat_record(r) for r in history]
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    write_text_atomic(run_dir / METRICS_CSV, buffer.getvalue())
+    write_text_atomic(run_dir / METRICS_CSV, csv_text([flat_record(r) for r in history]))
 
 
 class _SigintLatch:
