@@ -114,8 +114,9 @@ def assert_csv_holds_every_history_value(history: list[dict], path) -> None:
     metrics as <split>_<metric>; a value a record lacks is an empty cell."""
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == len(history)
-    for record, row in zip(history, rows):
-        flat = {f"{key}_{name}": v for key, inner in record.items() if isinstance(inner, dict) for name, v in inner.items()}
+    for record, row in zip(history, rows, strict=True):
+        flat = {f"{key}_{name}": v for key, inner in record.items() if isinstance(inner, dict)
+                for name, v in inner.items()}
         flat.update({key: v for key, v in record.items() if not isinstance(v, dict)})
         assert set(flat) <= set(row), set(flat) - set(row)
         assert all(float(row[column]) == pytest.approx(value, rel=1e-12) for column, value in flat.items())

@@ -520,6 +520,36 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
         assert summary_line(d, strict_json(reference / f"latent_{d}" / "metrics.json")["history"]) in resumed.stdout
 
 
+def test_ctrl_c_of_a_real_study_writes_the_report_of_what_it_has_and_exits_130(tiny, tmp_path, page):
+    study = tmp_path / "study"
+    # 40 epochs of 8 steps: long enough that the second size is still training when the signal lands.
+    command = [sys.executable, "-m", "vaelab", "study", "--study-dir", str(study), "--latent-dims", "2,3", *tiny,
+               "--epochs", "40"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (study / "latent_3" / "metrics.json").exists():  # latent 2 finished, latent 3 evaluated once
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the study never reached its second latent size"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    report = study / "report.html"
+    assert f"report of what the study has so far: {report}" in one_line(stderr)
+    text = report.read_text()
+    assert "stopped at epoch" in text and "finished" in text
+
+    page.goto(report.as_uri(), wait_until="load")
+    images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])")
+    sources = [src for src, _ in images]
+    assert "comparison.png" in sources and "latent_2/latent_space.gif" in sources, sources
+    assert all(width > 0 for _, width in images) and all((study / src).is_file() for src in sources), images
+    assert page.errors == []
+
+
 def test_ctrl_c_in_a_study_says_how_to_resume_the_whole_study(tiny, tmp_path, monkeypatch):
     study = tmp_path / "study"
     # Size 2 has 5 + 1 evaluation points in its one epoch; the 7th point is the first of size 3.

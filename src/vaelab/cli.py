@@ -34,7 +34,7 @@ from .config import (
     write_text_atomic,
 )
 from .data import DATASETS
-from .errors import ConfigFileError, VaelabError
+from .errors import ConfigFileError, ReportError, VaelabError
 from .measures import DEFAULT_IWAE_K
 from .report import build_report, redraw_stale_figures
 
@@ -457,12 +457,28 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
         try:
             summaries.append(summary_line(d, train_one(config, run_dir, opts)))
         except Interrupted as exc:
+            report_so_far(study_dir)
             raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
                               f"--latent-dims {','.join(map(str, dims))} --resume") from None
+        except KeyboardInterrupt:  # a Ctrl-C outside the training steps (figures, measures)
+            report_so_far(study_dir)
+            raise
     write_text_atomic(study_dir / STUDY_FILE, json.dumps({"latent_dims": dims}, indent=2) + "\n")
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
     click.echo(f"report: {build_report(study_dir).html}")
+
+
+def report_so_far(study_dir: Path) -> None:
+    """The report of an interrupted study: what its runs have recorded so far. Figures not drawn yet are
+    left to 'vaelab report', which draws them (a user who pressed Ctrl-C wants the prompt back soon)."""
+    try:
+        built = build_report(study_dir)
+    except ReportError:
+        click.echo("vaelab: no evaluation point was recorded yet, so there is no report to write.", err=True)
+        return
+    click.echo(f"vaelab: report of what the study has so far: {built.html} ('vaelab report {study_dir}' also "
+               "draws the interrupted run's figures)", err=True)
 
 
 @cli.command()
