@@ -522,20 +522,10 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
 
 def test_ctrl_c_of_a_real_study_writes_the_report_of_what_it_has_and_exits_130(tiny, tmp_path, page):
     study = tmp_path / "study"
-    # 40 epochs of 8 steps: long enough that the second size is still training when the signal lands.
-    command = [sys.executable, "-m", "vaelab", "study", "--study-dir", str(study), "--latent-dims", "2,3", *tiny,
-               "--epochs", "40"]
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (study / "latent_3" / "metrics.json").exists():  # latent 2 finished, latent 3 evaluated once
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "the study never reached its second latent size"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        stderr = process.communicate(timeout=120)[1]
-    finally:
-        process.kill()
+    # Size 2 has 5 + 3 evaluation points in its 3 epochs; the 9th point is the first of size 3: a Ctrl-C there
+    # finds size 2 finished (figures drawn) and size 3 in its first epoch.
+    process = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3", *tiny, fault=("eval", 9, "INT"))
+    stderr = process.stderr
     assert process.returncode == 130, stderr
     report = study / "report.html"
     assert f"report of what the study has so far: {report}" in one_line(stderr)

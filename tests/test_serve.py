@@ -28,6 +28,7 @@ from vaelab.guard import SECURITY_HEADERS, served_hosts
 from vaelab.serve import MAX_REQUEST_BYTES, create_app, is_loopback, make_server
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "vaelab" / "static"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -351,6 +352,25 @@ def test_the_real_server_answers_its_own_names_only(explorer):
         thread.join(timeout=5)
 
 
+def test_a_bounded_load_gets_only_the_statuses_it_asks_for_and_memory_stays_steady(serve_study, mnist_dir, tmp_path):
+    """The load benchmark, short: 16 clients, 400 requests of every kind (malformed ones included) against
+    `vaelab serve` in its own process."""
+    summary_path = tmp_path / "load.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_serve_load.py"), str(serve_study), "--data-dir", str(mnist_dir),
+               "--clients", "16", "--requests", "400", "--time-limit", "240", "--json", str(summary_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["requests"] == 400 and summary["server_errors"] == 0
+    assert summary["unexpected_count"] == 0 and summary["dropped_count"] == 0
+    assert set(summary["kinds"]) >= {"decode", "interpolate", "encode", "sample", "text_plain", "forged_host"}
+    assert {"200", "400", "415", "421"} <= set(summary["statuses"])
+    rss = summary["rss_mib"]
+    if rss["start"] is not None:  # Linux: the server's memory must not grow with the traffic
+        assert rss["end"] < rss["start"] * 1.5, rss
+        assert rss["end"] - rss["middle"] < 0.25 * rss["start"], rss
+
+
 # --- the command line and the server ------------------------------------------------------------
 
 
@@ -385,6 +405,7 @@ def test_the_command_serves_the_study_on_loopback_and_says_where(serve_study, mn
         server.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_serve_finds_the_data_the_run_was_trained_on_without_vaelab_data(mnist_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     monkeypatch.setenv("VAELAB_DATA", str(mnist_dir))
