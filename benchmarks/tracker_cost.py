@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
+
+from artifact_cost import Clock  # the script's own folder is on the path
 
 from vaelab.config import ModelConfig, RunConfig, TrainConfig
 from vaelab.data import load_dataset
 from vaelab.trackers import tracker_hook
 from vaelab.training import Trainer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def read(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def measure(data, latent_dim: int, epochs: int, run_dir: Path) -> dict[str, float]:

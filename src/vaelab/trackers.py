@@ -6,7 +6,8 @@ fixed test images over their reconstructions. ``finish`` then adds what exists o
 final measures, the run's config as hyperparameters, the latent means of the fixed test subsample
 (TensorBoard's Embedding Projector) and the figure files (MLflow artifacts).
 
-Scalars go to TensorBoard in double precision, so the values read back equal those in metrics.json.
+TensorBoard stores scalars in single precision (its fast loader shows no other kind), so the values
+read back equal those in metrics.json rounded to float32.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class TensorBoardTracker:
 
     def log_point(self, step: int, scalars: dict[str, float], grid: np.ndarray) -> None:
         for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step, new_style=True, double_precision=True)
+            self.writer.add_scalar(tag, value, step)
         self.writer.add_image(RECONSTRUCTIONS_TAG, grid, step, dataformats="CHW")
         self.writer.flush()
 
@@ -154,7 +155,7 @@ class TensorBoardTracker:
 
         for tag, value in ending.final.items():
             if tag.startswith("final/"):
-                self.writer.add_scalar(tag, value, ending.step, new_style=True, double_precision=True)
+                self.writer.add_scalar(tag, value, ending.step)
         # The hparams summaries go into this run's own event file (add_hparams would make a sub-run).
         for summary in hparams(ending.params, {tag: value for tag, value in ending.final.items()}):
             self.writer.file_writer.add_summary(summary, ending.step)
