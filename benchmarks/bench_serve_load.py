@@ -43,6 +43,7 @@ MIX = (("decode", 35), ("interpolate", 25), ("encode", 15), ("sample", 10), ("ba
 EXPECTED = {"decode": 200, "interpolate": 200, "encode": 200, "sample": 200, "bad_json": 400, "text_plain": 415,
             "forged_host": 421, "wrong_z": 400, "too_many_steps": 400, "not_an_image": 400, "unknown_run": 404}
 INTERPOLATION_STEPS = 16
+SERVER_LOG: list[str] = []  # the server's output after its start-up line
 
 
 @dataclass
@@ -76,6 +77,9 @@ def start_server(directory: str, data_dir: str | None) -> tuple[subprocess.Popen
     if not found:
         server.kill()
         raise SystemExit(f"the server did not start: {line}{server.stdout.read()}")
+    # Keep reading what the server prints (waitress warns when its task queue is deep): a full pipe would
+    # block its logging, and with it the worker threads.
+    threading.Thread(target=lambda: SERVER_LOG.extend(server.stdout), daemon=True).start()
     return server, int(found.group(1))
 
 
@@ -150,7 +154,9 @@ def client(target: Target, seed: int, budget: threading.Semaphore, deadline: flo
     rng = random.Random(seed)
     kinds, weights = zip(*MIX, strict=True)
     connection = http.client.HTTPConnection(HOST, target.port, timeout=60)
+    on_connection = 0  # requests sent on this connection so far: says whether a drop came at connect time
     while time.monotonic() < deadline and budget.acquire(blocking=False):
+        on_connection += 1
         kind = rng.choices(kinds, weights)[0]
         method, path, body, headers = request_for(kind, target, rng)
         start = time.perf_counter()
@@ -166,9 +172,11 @@ def client(target: Target, seed: int, budget: threading.Semaphore, deadline: flo
             response.read()
         except (OSError, http.client.HTTPException) as exc:
             with results.lock:
-                results.dropped.append(f"{kind}: {type(exc).__name__}: {exc}")
+                results.dropped.append(f"{kind} (request {on_connection} on its connection, after "
+                                       f"{time.perf_counter() - start:.1f} s): {type(exc).__name__}: {exc}")
             connection.close()
             connection = http.client.HTTPConnection(HOST, target.port, timeout=60)
+            on_connection = 0
             continue
         elapsed = time.perf_counter() - start
         with results.lock:
@@ -260,7 +268,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    summary["server_log_lines"] = len(SERVER_LOG)
     print_table(summary)
+    queue_warnings = sum("Task queue depth" in line for line in SERVER_LOG)
+    print(f"\nserver output: {len(SERVER_LOG)} lines ({queue_warnings} waitress 'task queue depth' warnings)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
     failed = summary["server_errors"] or summary["unexpected_count"] or summary["dropped_count"]
