@@ -259,3 +259,13 @@ def test_bad_config_files_exit_2_naming_the_key(tmp_path, text, complaint):
 def test_a_missing_config_file_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["study", "--config", str(tmp_path / "none.toml"), "--study-dir", str(tmp_path)])
     assert result.exit_code == 2 and "none.toml" in result.output and "Traceback" not in result.output
+
+
+def test_lpips_weights_that_are_not_there_give_a_clear_message(tmp_path, monkeypatch, mnist_dir):
+    monkeypatch.setenv("VAELAB_DATA", str(mnist_dir))
+    result = invoke("train", "--preset", "original", "--lpips-weights", str(tmp_path / "vgg.pth"), "--epochs", "1",
+                    "--run-dir", str(tmp_path / "run"), "--no-progress")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())  # the message is wrapped at 100 columns
+    assert "vgg.pth does not exist" in message and "cannot download anything" in message
+    assert "Traceback" not in result.output

@@ -156,3 +156,40 @@ def test_configs_written_before_precision_existed_resume_in_fp32(tmp_path):
     del raw["train"]["precision"]
     assert RunConfig.from_dict(raw).train.precision == "fp32"
     assert RunConfig.from_dict(RunConfig().to_dict()).train.precision == "auto"
+
+
+def test_adversarial_training_steps_the_discriminator_and_resumes_exactly(mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr("vaelab.training.ADVERSARIAL_START", 2)  # the published 1000 is beyond this tiny run
+    data = mnist.head(256, 64)
+
+    def config(epochs):
+        cfg = resnet_config(epochs, "fp32")
+        cfg.train.adversarial = True
+        return cfg
+
+    straight = Trainer(config(2), data, tmp_path / "a", progress=False).run()
+    Trainer(config(1), data, tmp_path / "b", progress=False).run()
+    resumed = Trainer(config(2), data, tmp_path / "b", progress=False).run(resume=True)
+    assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
+    a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for name, weight in a["discriminator"].items():
+        assert torch.equal(weight, b["discriminator"][name]), name
+    assert a["disc_optimizer"]["state"]  # the discriminator's Adam has taken steps
+
+
+def test_lpips_term_enters_the_training_loss(mnist, tmp_path):
+    from test_perceptual import weights_file
+
+    cfg = resnet_config(1, "fp32")
+    plain = Trainer(cfg, mnist.head(128, 64), tmp_path / "a", progress=False)
+    cfg_lpips = resnet_config(1, "fp32")
+    cfg_lpips.train.lpips_weights = str(weights_file(tmp_path / "w.pth"))
+    with_lpips = Trainer(cfg_lpips, mnist.head(128, 64), tmp_path / "b", progress=False)
+    state = plain._fresh_state()
+    x = plain.train_x[:8]
+    logits, _, _ = state["model"](x)
+    assert plain._perceptual_terms(state, logits, x)[0] == 0.0
+    extra, fake = with_lpips._perceptual_terms(state, logits, x)
+    assert extra.item() > 0 and fake.shape == x.shape
+    extra.backward()
+    assert any(p.grad is not None for p in state["model"].parameters())

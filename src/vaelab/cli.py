@@ -66,6 +66,7 @@ OPTION_FIELDS = {
     "warmup_epochs": ("train", "warmup_epochs"), "seed": ("train", "seed"), "device": ("train", "device"),
     "channels": ("data", "channels"), "image_size": ("data", "image_size"), "widths": ("model", "channels"),
     "betas": ("train", "betas"), "lr_schedule": ("train", "lr_schedule"), "precision": ("train", "precision"),
+    "adversarial": ("train", "adversarial"), "lpips_weights": ("train", "lpips_weights"),
 }
 
 
@@ -117,6 +118,13 @@ def training_options(func: Callable) -> Callable:
                      help="The training step's arithmetic: auto uses bf16 autocast where the hardware does bf16 fast "
                           "(CPUs with AMX or AVX-512-BF16, CUDA GPUs from Ampere on; not for the mlp, which keeps "
                           "its fp32 numbers), else fp32. Evaluation is always fp32."),
+        click.option("--adversarial", is_flag=True,
+                     help="Add the published PatchGAN discriminator (least squares, weight 0.5, from step 1000, its "
+                          "own Adam), trained from scratch."),
+        click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
+                     help="Add the LPIPS perceptual term (weight 1, as published) using this weights file: "
+                          "torchvision's VGG16 'features.*' and LPIPS's 'lin0'..'lin4' tensors in one state dict. "
+                          "Nothing is downloaded."),
         click.option("--beta", type=click.FloatRange(min=0), default=t.beta, show_default=True,
                      help="Weight of the KL term (1 = the true ELBO)."),
         click.option("--warmup-epochs", type=click.FloatRange(min=0), default=t.warmup_epochs, show_default=True,
@@ -244,6 +252,8 @@ def option_to_field(name: str, value: Any, opts: dict[str, Any]) -> Any:
         return tuple(value)
     if name == "channels":
         return int(value) if value else None
+    if name == "lpips_weights" and value:
+        return str(Path(value).expanduser().absolute())  # a resumed run finds it from anywhere
     if name == "data_dir" and value and opts.get("dataset") in ("folder", "cifar10"):
         return str(Path(value).expanduser().absolute())  # so `vaelab serve` finds it from anywhere
     return value

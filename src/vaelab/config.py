@@ -75,6 +75,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's; the published project used (0.5, 0.999)
     lr_schedule: str = "constant"  # onecycle / cosine: a pure function of the step, so resume stays exact
     precision: str = "auto"  # training-step autocast: auto = bf16 where the hardware does it fast, else fp32
+    adversarial: bool = False  # the published PatchGAN discriminator (least squares), trained from scratch
+    lpips_weights: str | None = None  # VGG16 + LPIPS weights file: adds the LPIPS term to the loss
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
