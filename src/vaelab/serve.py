@@ -216,7 +216,9 @@ def serve_forever(directory: str | os.PathLike, host: str, port: int, data_dir: 
     echo(f"vaelab: serving {', '.join(explorer.runs)} from {directory} at http://{where}:{server.effective_port}/ "
          "(Ctrl-C to stop)")
     if not is_loopback(host):
-        echo(f"vaelab: warning: --host {host} lets other machines reach this server; it has no authentication.")
+        echo(f"vaelab: warning: --host {host} lets other machines reach this server; it has no authentication. "
+             "It answers only requests addressed to the names it serves: add the name or address other machines "
+             "use with --allow-host.")
     try:
         server.run()
     finally:
