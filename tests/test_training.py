@@ -141,8 +141,10 @@ def test_learning_rate_schedules_follow_their_shapes():
 def test_precision_auto_follows_the_hardware_and_keeps_the_mlp_in_fp32(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    assert precision.resolve("auto", cpu, "conv-spatial") == "bf16"
+    assert precision.resolve("auto", cpu, "resnet-spatial") == "bf16"
     assert precision.resolve("auto", cpu, "mlp") == "fp32"  # the default study keeps its fp32 numbers
+    assert precision.resolve("auto", cpu, "conv-spatial") == "fp32"  # bf16 ended outside the tolerance
+    assert precision.resolve("bf16", cpu, "conv-spatial") == "bf16"
     assert precision.resolve("fp32", cpu, "resnet-spatial") == "fp32"
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "amx_bf16"})
     assert precision.resolve("auto", cpu, "resnet-spatial") == "bf16"
