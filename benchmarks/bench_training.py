@@ -46,7 +46,8 @@ from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import load_dataset
 from vaelab.losses import negative_elbo
 from vaelab.models import VAE
-from vaelab.training import Trainer, as_float_images, select_device
+from vaelab.prepare import as_float_images
+from vaelab.training import Trainer, select_device
 
 SECTIONS = ("mlp", "preset", "study", "race")
 DEFAULT_SECTIONS = "mlp,preset,study"

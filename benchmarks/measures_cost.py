@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from vaelab.checkpoint import load_model
-from vaelab.classifier import DEFAULT_RECIPE, accuracy, as_float_images, load_or_train_classifier, train_classifier
+from vaelab.classifier import DEFAULT_RECIPE, accuracy, load_or_train_classifier, train_classifier
 from vaelab.data import load_dataset
 from vaelab.measures import DEFAULT_IWAE_K, final_measures, iwae_log_likelihood
-from vaelab.training import BINARIZE_SEED, binarized
+from vaelab.prepare import as_float_images, evaluation_images
 
 
 class Clock:
@@ -53,7 +53,7 @@ def main() -> None:
         print(f"== {run}: {config.model.arch}, latent {config.model.latent_dim}, {config.model.likelihood}")
         test_x = as_float_images(dataset.test.images, torch.device("cpu"))
         if config.data.binarize:
-            test_x = binarized(test_x, BINARIZE_SEED + 1)
+            test_x = evaluation_images(test_x, True, "test")
         for k in (int(k) for k in args.ks.split(",")):
             clock = Clock()
             value = iwae_log_likelihood(model, test_x, k).mean().item()

@@ -15,7 +15,7 @@ from vaelab.classifier import (
     load_or_train_classifier,
 )
 from vaelab.errors import CheckpointError
-from vaelab.training import as_float_images
+from vaelab.prepare import as_float_images
 
 TINY = ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16)
 

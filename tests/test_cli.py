@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from vaelab.cli import cli
+from vaelab.pipeline import RunResult
 
 FAST = ["--epochs", "1", "--hidden", "64", "--batch-size", "256", "--train-eval-size", "500", "--no-progress",
         "--device", "cpu", "--no-artifacts", "--no-measures"]  # figures: test_visualisation.py; measures below
@@ -147,12 +148,12 @@ def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skippe
 def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeypatch, tmp_path):
     configs = []
 
-    def fake_train_one(config, run_dir, opts, ddp=None):
+    def fake_train(config, run_dir, options=None, **kwargs):
         configs.append(config)
-        return [{"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}]
+        return RunResult(run_dir, config, [{"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}])
 
-    monkeypatch.setattr("vaelab.cli.train_one", fake_train_one)
-    monkeypatch.setattr("vaelab.cli.build_report", lambda study_dir: SimpleNamespace(html=study_dir / "report.html"))
+    monkeypatch.setattr("vaelab.pipeline.train", fake_train)
+    monkeypatch.setattr("vaelab.pipeline.build_report", lambda path: SimpleNamespace(html=path / "report.html"))
     assert invoke("train", "--preset", "original", "-z", "16", "--run-dir", str(tmp_path / "a")).exit_code == 0
     assert invoke("study", "--preset", "original", "-z", "2", "--beta", "0.5", "--warmup-epochs", "2",
                   "--study-dir", str(tmp_path / "b")).exit_code == 0
@@ -223,9 +224,9 @@ def test_a_runs_config_json_given_as_config_reproduces_the_run(mnist, tmp_path):
 
 def test_options_given_on_the_command_line_override_the_config_file(monkeypatch, tmp_path):
     configs = []
-    monkeypatch.setattr("vaelab.cli.train_one", lambda config, *args, **kwargs: configs.append(config) or [
-        {"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}])
-    monkeypatch.setattr("vaelab.cli.build_report", lambda study_dir: SimpleNamespace(html=study_dir / "report.html"))
+    monkeypatch.setattr("vaelab.pipeline.train", lambda config, run_dir, *args, **kwargs: configs.append(config) or
+                        RunResult(run_dir, config, [{"test": {"loss": 0.0, "mse": 0.0, "ssim": 1.0, "psnr": 100.0}}]))
+    monkeypatch.setattr("vaelab.pipeline.build_report", lambda path: SimpleNamespace(html=path / "report.html"))
     path = tmp_path / "base.toml"
     path.write_text('[model]\narch = "conv"\nlatent_dim = 5\n\n[train]\nepochs = 4\nlr = 0.01\nseed = 3\n')
     assert invoke("train", "--config", str(path), "--lr", "0.002", "--study-dir", str(tmp_path)).exit_code == 0

@@ -29,7 +29,8 @@ from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_split, split_sums
 from vaelab.models import VAE
-from vaelab.training import Trainer, as_float_images, epoch_permutation, train_eval_subset
+from vaelab.prepare import as_float_images
+from vaelab.training import Trainer, epoch_permutation, train_eval_subset
 
 N_TRAIN, N_TEST = 509, 255  # odd sizes: the last global batch and the test set split unevenly over 2 ranks
 BATCH, TRAIN_EVAL, SEED = 64, 301, 3
@@ -84,11 +85,11 @@ def test_device_choice_under_torchrun():
 def test_noise_states_resume_per_rank_only_on_the_same_world_size():
     states = [torch.full((4,), r, dtype=torch.uint8) for r in range(2)]
     saved = {"noise": states[0], "rank_noise": states}
-    ranks = [distributed.DataParallel(r, r, 2, torch.device("cpu")) for r in range(2)]
+    ranks = [distributed.DdpContext(r, r, 2, torch.device("cpu")) for r in range(2)]
     assert torch.equal(distributed.saved_noise_state(saved, None), states[0])  # one process continues rank 0
     resumed = [distributed.saved_noise_state(saved, ddp) for ddp in ranks]
     assert [torch.equal(r, s) for r, s in zip(resumed, states, strict=True)] == [True] * 2
-    bigger = distributed.DataParallel(1, 1, 3, torch.device("cpu"))
+    bigger = distributed.DdpContext(1, 1, 3, torch.device("cpu"))
     assert distributed.saved_noise_state(saved, bigger) is None  # a fresh stream from noise_seed(seed, 1)
     assert distributed.saved_noise_state({"noise": states[0]}, ranks[1]) is None  # from a single-process run
     assert distributed.noise_seed(5, 0) == 5 and distributed.noise_seed(5, 1) != 5

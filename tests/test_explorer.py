@@ -15,7 +15,7 @@ from vaelab.errors import CheckpointError, VaelabError
 from vaelab.explorer import (
     Z_LIMIT,
     BadInput,
-    Run,
+    ServedRun,
     decode_image_data,
     discover_runs,
     interpolation_path,
@@ -134,7 +134,7 @@ def test_latent_vector_accepts_points_up_to_the_limit():
 
 def test_the_accepted_range_widens_to_reach_every_test_digit():
     def limit_for(extent: float) -> float:
-        return Run(name="r", model=None, config=None, epochs_trained=1, test_loss=None,
+        return ServedRun(name="r", model=None, config=None, epochs_trained=1, test_loss=None,
                    test_mu=torch.tensor([[0.5, -extent], [1.0, 0.0]])).z_limit
 
     assert limit_for(3.0) == Z_LIMIT and limit_for(7.9) == Z_LIMIT

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from vaelab.errors import OutputDirError
-from vaelab.locks import LOCK_NAME, RunLock, exclusive
+from vaelab.locks import RunLock, exclusive
+from vaelab.rundir import LOCK as LOCK_NAME
 
 HOLD = """
 import sys, time

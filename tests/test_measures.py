@@ -19,11 +19,11 @@ from vaelab.measures import (
     iwae_each_epoch,
     iwae_log_likelihood,
     log_importance_weights,
-    posterior_means,
     probe_accuracy,
 )
 from vaelab.models import VAE
-from vaelab.training import EvalPoint, as_float_images
+from vaelab.prepare import as_float_images, posterior_means
+from vaelab.training import EvalPoint
 
 DEPENDENT_PIXELS = 8
 

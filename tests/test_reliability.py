@@ -36,7 +36,8 @@ from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS, load_dataset, read_idx
-from vaelab.training import EvalPoint, Trainer, as_float_images
+from vaelab.prepare import as_float_images
+from vaelab.training import EvalPoint, Trainer
 
 pytestmark = pytest.mark.slow  # real CLI runs in subprocesses, killed and resumed
 

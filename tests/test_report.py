@@ -16,7 +16,7 @@ from vaelab.cli import cli
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
 from vaelab.evaluation import METRICS
-from vaelab.report import Run, Study, build_report, plain_reading, redraw_stale_figures, runs_with_stale_figures
+from vaelab.report import ReportedRun, Study, build_report, plain_reading, redraw_stale_figures, runs_with_stale_figures
 from vaelab.training import Trainer
 from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
@@ -240,12 +240,12 @@ def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
-def synthetic_run(latent_dim: int, losses: dict[float, float], kl: float = 5.0) -> Run:
+def synthetic_run(latent_dim: int, losses: dict[float, float], kl: float = 5.0) -> ReportedRun:
     """A run whose test -ELBO follows ``losses`` (epoch -> nats); the other metrics are filler."""
     def record(epoch, loss):
         split = {"loss": loss, "nll": loss - kl, "kl": kl, "mse": loss / 3000, "ssim": 0.5, "psnr": 15.0}
         return {"epoch": epoch, "step": 0, "time_s": 1.0, "train": dict(split), "test": split}
-    return Run(latent_dim, Path(f"latent_{latent_dim}"), {"train": {"epochs": int(max(losses))}},
+    return ReportedRun(latent_dim, Path(f"latent_{latent_dim}"), {"train": {"epochs": int(max(losses))}},
                [record(e, v) for e, v in losses.items()], {}, {}, {})
 
 

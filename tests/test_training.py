@@ -8,7 +8,15 @@ from vaelab import precision
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import CheckpointError, OutputDirError
-from vaelab.training import Trainer, first_epoch_eval_steps, kl_weight, scheduled_lr
+from vaelab.training import (
+    RESUMED_STATE,
+    Trainer,
+    TrainState,
+    build_model,
+    first_epoch_eval_steps,
+    kl_weight,
+    scheduled_lr,
+)
 
 
 def small_config(epochs=2, **train) -> RunConfig:
@@ -189,9 +197,25 @@ def test_lpips_term_enters_the_training_loss(mnist, tmp_path):
     with_lpips = Trainer(cfg_lpips, mnist.head(128, 64), tmp_path / "b", progress=False)
     state = plain._fresh_state()
     x = plain.train_x[:8]
-    logits, _, _ = state["model"](x)
+    logits, _, _ = state.model(x)
     assert plain._perceptual_terms(state, logits, x)[0] == 0.0
     extra, fake = with_lpips._perceptual_terms(state, logits, x)
     assert extra.item() > 0 and fake.shape == x.shape
     extra.backward()
-    assert any(p.grad is not None for p in state["model"].parameters())
+    assert any(p.grad is not None for p in state.model.parameters())
+
+
+def test_the_train_state_round_trips_through_the_checkpoint(mnist, tmp_path):
+    config = small_config(epochs=1)
+    trainer = Trainer(config, mnist.head(256, 128), tmp_path / "run", progress=False)
+    trainer.run()
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    model = build_model(config)
+    restored = TrainState(model, torch.optim.Adam(model.parameters()), torch.Generator())
+    restored.restore(saved, saved["noise"])
+    trained = trainer.state
+    assert all(getattr(restored, name) == getattr(trained, name) for name in RESUMED_STATE)
+    assert torch.equal(restored.noise.get_state(), trained.noise.get_state())
+    for name, weight in trained.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[name], weight), name
+    assert restored.to_checkpoint(config, {}).keys() == saved.keys() - {"format", "checkpoint_version"}

@@ -18,11 +18,10 @@ from .atomic import atomic_file
 from .config import RunConfig
 from .errors import CheckpointError, OutputDirError
 from .models import VAE
+from .rundir import CHECKPOINT
 
 CHECKPOINT_FORMAT = "vaelab-checkpoint"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.json"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -67,7 +66,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def find_checkpoint(run: Path) -> Path:
     run = Path(run)
-    return run / CHECKPOINT_NAME if run.is_dir() else run
+    return run / CHECKPOINT if run.is_dir() else run
 
 
 def load_model(run: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:

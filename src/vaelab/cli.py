@@ -1,14 +1,14 @@
 """The ``vaelab`` command line: ``train`` one latent size, ``study`` several side by side.
 
-The CLI only turns arguments into a RunConfig, loads the data and hands both to the trainer;
-user mistakes surface as one clear paragraph and a non-zero exit code, never a traceback.
+The CLI only turns arguments into a RunConfig and RunOptions, hands them to the pipeline
+(``vaelab.pipeline``) and prints what comes back; user mistakes surface as one clear paragraph and a
+non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,8 +17,7 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint
+from . import __version__, pipeline, rundir
 from .config import (
     ARCHITECTURES,
     DEFAULT_WIDTHS,
@@ -31,14 +30,13 @@ from .config import (
     RunConfig,
     TrainConfig,
     read_config_file,
-    write_text_atomic,
 )
 from .data import DATASETS
-from .errors import ConfigFileError, ReportError, VaelabError
+from .errors import ConfigFileError, Interrupted, ReportError, VaelabError
 from .measures import DEFAULT_IWAE_K
+from .pipeline import DEFAULT_LATENT_DIMS, DEFAULT_STUDY_DIR, RunOptions
 from .report import build_report, redraw_stale_figures
 
-DEFAULT_STUDY_DIR = Path("runs/study")
 ORIGINAL_STD = 0.1
 # The published project configured a KL weight of 5e-6 on a loss of per-pixel *mean* squared error on the
 # [-1, 1] scale, (4 / 784) * sum (x - x')^2 on [0, 1]; vaelab's Gaussian NLL weighs sum (x - x')^2 by
@@ -55,8 +53,6 @@ PRESETS = {
     # The smaller model vaelab shipped as "original" before: conv-spatial, KL weight 1e-3.
     "original-small": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": ORIGINAL_STD, "beta": 1e-3},
 }
-DEFAULT_LATENT_DIMS = (2, 4, 16)
-STUDY_FILE = "study.json"
 # The options that set a RunConfig field: (section, field). The rest steer the command, not the model.
 OPTION_FIELDS = {
     "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir"), "train_eval_size": ("data", "train_eval_size"),
@@ -85,13 +81,21 @@ class VaelabGroup(click.Group):
             ctx.exit(130)
 
 
+CONFIG_OPTION = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Start from the settings in this TOML or JSON file (laid out like a run's config.json, which is itself "
+         "valid: it reproduces that run); options given here override it.")
+
+
 def training_options(func: Callable) -> Callable:
     """Options shared by ``train`` and ``study``; defaults come from the config dataclasses."""
-    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
-    options = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Start from the settings in this TOML or JSON file (laid out like a run's config.json, "
-                          "which is itself valid: it reproduces that run); options given here override it."),
+    options = [CONFIG_OPTION, *model_and_training_options(), *data_options(), *running_options()]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def model_and_training_options() -> list[Callable]:
+    m, t = ModelConfig(), TrainConfig()
+    return [
         click.option("--arch", type=click.Choice(ARCHITECTURES), default=m.arch, show_default=True,
                      help="Encoder/decoder architecture; they build from the data's shape. conv is the better "
                           "choice for images larger than 28 px or in colour (its depth follows the image size)."),
@@ -133,6 +137,12 @@ def training_options(func: Callable) -> Callable:
         click.option("--seed", type=int, default=t.seed, show_default=True),
         click.option("--device", type=str, default=t.device, show_default=True,
                      help="auto picks CUDA, then Apple MPS, then CPU; or name one (cpu, cuda, cuda:1, mps)."),
+    ]
+
+
+def data_options() -> list[Callable]:
+    d = DataConfig()
+    return [
         click.option("--dataset", type=click.Choice(DATASETS), default=d.dataset, show_default=True,
                      help="idx: any four 28x28 IDX files with the standard names. folder: your own images in "
                           "--data-dir (DIR/train/<class>/ + DIR/test/<class>/, DIR/<class>/, or all in DIR; any "
@@ -150,6 +160,12 @@ def training_options(func: Callable) -> Callable:
                           "binary-MNIST literature."),
         click.option("--train-eval-size", type=click.IntRange(min=1), default=d.train_eval_size, show_default=True,
                      help="Training images scored at each evaluation (a fixed subset)."),
+    ]
+
+
+def running_options() -> list[Callable]:
+    """How to run: the RunOptions of the pipeline."""
+    return [
         click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint."),
         click.option("--progress/--no-progress", default=True, help="Show progress bars."),
         click.option("--detect-anomaly", is_flag=True,
@@ -182,7 +198,6 @@ def training_options(func: Callable) -> Callable:
         click.option("--iwae-every-epoch", is_flag=True,
                      help="Also estimate the test IWAE log-likelihood after every epoch (metrics.json history)."),
     ]
-    return functools.reduce(lambda f, option: option(f), reversed(options), func)
 
 
 def parse_widths(text: str, option: str = "--hidden") -> tuple[int, ...]:
@@ -267,110 +282,19 @@ def field_to_option(name: str, value: Any) -> Any:
     return str(value) if name == "channels" else value
 
 
-def config_for_resume(run_dir: Path, fresh: RunConfig, epochs_given: bool) -> RunConfig:
-    """A resumed run keeps the config it was started with; only --epochs may extend it."""
-    saved_path = run_dir / CONFIG_NAME
-    if not saved_path.exists():
-        return fresh
-    saved = RunConfig.load(saved_path)
-    if epochs_given:
-        saved.train.epochs = fresh.train.epochs
-    return saved
-
-
-def study_settings(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:
-    """A resumed study keeps the settings it was started with, also for the sizes it has not reached."""
-    for d in dims:
-        if (study_dir / f"latent_{d}" / CONFIG_NAME).exists():
-            return RunConfig.load(study_dir / f"latent_{d}" / CONFIG_NAME)
-    return fresh
-
-
-def with_latent_dim(config: RunConfig, latent_dim: int, epochs: int | None) -> RunConfig:
-    train = dataclasses.replace(config.train, epochs=epochs) if epochs is not None else config.train
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, latent_dim=latent_dim), train=train)
-
-
-def run_is_finished(run_dir: Path, epochs: int) -> bool:
-    checkpoint = run_dir / CHECKPOINT_NAME
-    return checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] >= epochs
-
-
 def apply_preset(ctx: click.Context, opts: dict[str, Any]) -> None:
     for name, value in PRESETS.get(opts["preset"], {}).items():
         if not _given(ctx, name):
             opts[name] = value
 
 
-def train_one(config: RunConfig, run_dir: Path, opts: dict[str, Any], ddp: Any = None) -> list[dict[str, Any]]:
-    from .data import load_dataset
-    from .trackers import require_mlflow, tracker_hook
-    from .training import METRICS_JSON, Trainer
-
-    if opts["mlflow_uri"] is not None:
-        require_mlflow()
-    dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
-                           image_size=config.data.image_size, progress=opts["progress"])
-    # The models build from the data's shape, and the run's config records it so load_model can too.
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
-    trainer = Trainer(config, dataset, run_dir, progress=opts["progress"], detect_anomaly=opts["detect_anomaly"],
-                      ddp=ddp)
-    if opts["iwae_every_epoch"]:
-        from .measures import iwae_each_epoch
-
-        trainer.hooks.append(iwae_each_epoch(trainer.test_x, opts["iwae_k"]))  # called on rank 0 only
-    if opts["artifacts"]:
-        from .visualisation import ArtifactRecorder
-
-        trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels))  # called on rank 0 only
-    tracking = tracker_hook(run_dir, config, trainer.test_x, trainer.test_labels, opts["tensorboard"],
-                            opts["mlflow_uri"]) if trainer.is_main else None
-    if tracking is not None:
-        trainer.hooks.append(tracking)  # last: it sees what the hooks before it added to the record
-    try:
-        history = trainer.run(resume=opts["resume"])
-        final = add_final_measures(trainer, dataset, history, opts) if trainer.is_main and opts["measures"] else None
-        files = [run_dir / METRICS_JSON, run_dir / CONFIG_NAME]
-        if trainer.is_main and opts["artifacts"]:
-            from .visualisation import render_run_artifacts
-
-            click.echo(f"latent {config.model.latent_dim}: drawing figures and GIFs ...")
-            written = render_run_artifacts(run_dir, opts["projection"])
-            click.echo(f"latent {config.model.latent_dim}: {len(written)} figures in {run_dir}")
-            files += written.values()
-    except BaseException:
-        if tracking is not None:
-            tracking.abandon()
-        raise
-    if tracking is not None:
-        tracking.finish(final, files)
-    return history
-
-
-def add_final_measures(trainer: Any, dataset: Any, history: list[dict[str, Any]],
-                       opts: dict[str, Any]) -> dict[str, Any]:
-    """Score the trained model once more, beyond MSE/SSIM/PSNR, into metrics.json under "final"."""
-    from .measures import measure_run
-    from .training import write_metrics
-
-    measures, seconds, classifier = measure_run(trainer.run_dir, dataset, trainer.device, opts["iwae_k"],
-                                                opts["progress"])
-    if classifier.trained_now:
-        click.echo(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
-                   f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
-    write_metrics(trainer.run_dir, trainer.config, history, trainer.eval_sizes, trainer.environment, final=measures)
-    click.echo(f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
-               f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}, "
-               f"probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
-               f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
-    return measures
-
-
-def has_final_measures(run_dir: Path) -> bool:
-    try:
-        return "final" in json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
+def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
+    """How to run, from the options; a resumed run keeps its epochs unless --epochs is given."""
+    return RunOptions(resume=opts["resume"], resume_epochs=opts["epochs"] if _given(ctx, "epochs") else None,
+                      progress=opts["progress"], detect_anomaly=opts["detect_anomaly"], artifacts=opts["artifacts"],
+                      projection=opts["projection"], measures=opts["measures"], iwae_k=opts["iwae_k"],
+                      iwae_every_epoch=opts["iwae_every_epoch"], tensorboard=opts["tensorboard"],
+                      mlflow_uri=opts["mlflow_uri"])
 
 
 def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
@@ -412,19 +336,13 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
 
     apply_preset(ctx, opts)
     config = build_config(ctx, latent_dim if _given(ctx, "latent_dim") or not opts["config_file"] else None, opts)
-    run_dir = run_dir or study_dir / f"latent_{config.model.latent_dim}"
+    run_dir = run_dir or rundir.run_dir_of(study_dir, config.model.latent_dim)
     with distributed.data_parallel(opts["device"]) as ddp:
         if ddp:
             click.echo(distributed.describe(ddp, run_dir), err=True)
-        if opts["resume"]:  # under torchrun rank 0 reads the saved config and every rank uses it
-            config = distributed.from_main(ddp, lambda: config_for_resume(run_dir, config, _given(ctx, "epochs")))
-        if ddp and config.train.batch_size < ddp.world_size:
-            raise click.BadParameter(f"{config.train.batch_size} is the global batch, shared out among "
-                                     f"{ddp.world_size} processes; give at least one image per process.",
-                                     param_hint="--batch-size")
-        history = train_one(config, run_dir, opts, ddp)
+        result = pipeline.train(config, run_dir, run_options(ctx, opts), ddp=ddp, notify=click.echo)
     if ddp is None or ddp.is_main:
-        click.echo(summary_line(config.model.latent_dim, history))
+        click.echo(summary_line(result.config.model.latent_dim, result.history))
         click.echo(f"run saved in {run_dir}")
 
 
@@ -446,38 +364,18 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
         raise click.UsageError("vaelab study trains its latent sizes one after another and does not run under "
                                "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
                                "latent size instead.")
-    from .training import Interrupted
-
     dims = parse_latent_dims(latent_dims)
     apply_preset(ctx, opts)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    settings = build_config(ctx, dims[0], opts)
-    base = study_settings(study_dir, dims, settings) if opts["resume"] else None
-    summaries = []
-    for d in dims:
-        run_dir = study_dir / f"latent_{d}"
-        config = with_latent_dim(settings, d, None)
-        if base is not None:
-            fresh = with_latent_dim(base, d, opts["epochs"] if _given(ctx, "epochs") else None)
-            config = config_for_resume(run_dir, fresh, _given(ctx, "epochs"))
-            if run_is_finished(run_dir, config.train.epochs) and (not opts["measures"] or has_final_measures(run_dir)):
-                click.echo(f"latent {d}: already finished, skipped")
-                summaries.append(summary_line(d, load_checkpoint(run_dir / CHECKPOINT_NAME)["history"]))
-                continue
-        click.echo(f"== latent size {d} -> {run_dir}")
-        try:
-            summaries.append(summary_line(d, train_one(config, run_dir, opts)))
-        except Interrupted as exc:
-            report_so_far(study_dir)
-            raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
-                              f"--latent-dims {','.join(map(str, dims))} --resume") from None
-        except KeyboardInterrupt:  # a Ctrl-C outside the training steps (figures, measures)
-            report_so_far(study_dir)
-            raise
-    write_text_atomic(study_dir / STUDY_FILE, json.dumps({"latent_dims": dims}, indent=2) + "\n")
+    config = build_config(ctx, dims[0], opts)
+    try:
+        result = pipeline.study(dims, study_dir, config, run_options(ctx, opts), notify=click.echo)
+    except (Interrupted, KeyboardInterrupt):  # a Ctrl-C in training, or outside it (figures, measures)
+        report_so_far(study_dir)
+        raise
+    summaries = [summary_line(d, run.history) for d, run in result.runs.items()]
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
-    click.echo(f"report: {build_report(study_dir).html}")
+    click.echo(f"report: {result.report.html}")
 
 
 def report_so_far(study_dir: Path) -> None:

@@ -180,6 +180,14 @@ Opener = Callable[[str, float], AbstractContextManager[BinaryIO]]
 # --- where the data lives -------------------------------------------------------------------
 
 
+def user_cache_dir() -> Path:
+    """vaelab's per-user cache: ``$XDG_CACHE_HOME/vaelab`` (``~/.cache/vaelab`` when it is unset)."""
+    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
+    cache = Path(xdg_cache) if os.path.isabs(xdg_cache) else Path.home() / ".cache"
+    return cache / "vaelab"
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None, dataset: str = "mnist") -> Path:
     """``data_dir`` if given, else ``$VAELAB_DATA``, else ``$XDG_CACHE_HOME/vaelab/<dataset>``
     (``~/.cache/vaelab/<dataset>`` when XDG_CACHE_HOME is unset)."""
@@ -195,11 +203,8 @@ def default_data_dirs(dataset: str = "mnist") -> list[Path]:
     per-user cache ``$XDG_CACHE_HOME/vaelab/<dataset>`` (``~/.cache/vaelab/<dataset>``)."""
     _check_dataset_name(dataset)
     from_env = os.environ.get("VAELAB_DATA", "")
-    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
-    cache = Path(xdg_cache) if os.path.isabs(xdg_cache) else Path.home() / ".cache"
     env_dirs = [Path(from_env).expanduser().absolute()] if from_env else []
-    return [*env_dirs, cache / "vaelab" / dataset]
+    return [*env_dirs, user_cache_dir() / dataset]
 
 
 def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | None], **options: Any) -> Dataset:

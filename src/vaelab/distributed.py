@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class DataParallel:
+class DdpContext:
     """This process's place in a torchrun launch."""
 
     rank: int
@@ -91,7 +91,7 @@ def ranks_from_environment(environ: dict[str, str] | os._Environ = os.environ) -
 
 
 @contextlib.contextmanager
-def data_parallel(device_name: str = "auto") -> Iterator[DataParallel | None]:
+def data_parallel(device_name: str = "auto") -> Iterator[DdpContext | None]:
     """Joins the torchrun launch this process belongs to, for the duration of the block; None outside torchrun."""
     if not launched_by_torchrun():
         yield None
@@ -103,12 +103,12 @@ def data_parallel(device_name: str = "auto") -> Iterator[DataParallel | None]:
     dist.init_process_group(backend=backend_for(device), device_id=device if device.type == "cuda" else None)
     shard_log = os.environ.get(SHARD_LOG_ENV)
     try:
-        yield DataParallel(rank, local_rank, world_size, device, Path(shard_log) if shard_log else None)
+        yield DdpContext(rank, local_rank, world_size, device, Path(shard_log) if shard_log else None)
     finally:
         dist.destroy_process_group()
 
 
-def describe(ddp: DataParallel, run_dir: Path) -> str:
+def describe(ddp: DdpContext, run_dir: Path) -> str:
     role = f"writes {run_dir}" if ddp.is_main else "writes nothing (rank 0 writes the run directory)"
     return f"vaelab: data-parallel rank {ddp.rank}/{ddp.world_size} on {ddp.device} ({ddp.backend}); this rank {role}"
 
@@ -116,7 +116,7 @@ def describe(ddp: DataParallel, run_dir: Path) -> str:
 # -- agreeing before training ---------------------------------------------------------------------
 
 
-def from_main(ddp: DataParallel | None, decide: Callable[[], T]) -> T:
+def from_main(ddp: DdpContext | None, decide: Callable[[], T]) -> T:
     """``decide()`` run on rank 0 only, its result (or the VaelabError it raised) handed to every rank.
 
     Whatever rank 0 finds in the run directory (a config, a checkpoint, a reason to refuse) then holds
@@ -160,7 +160,7 @@ def shard_rows(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + per_rank + (rank < extra)
 
 
-def log_shard(ddp: DataParallel | None, epoch: int, first_step: int, batches: list[torch.Tensor]) -> None:
+def log_shard(ddp: DdpContext | None, epoch: int, first_step: int, batches: list[torch.Tensor]) -> None:
     """With VAELAB_SHARD_LOG=DIR, each rank appends the sample indices it trains on in this epoch (from step
     ``first_step`` on, after a resume) to DIR/rank<r>.jsonl: a way to check a new launch setup."""
     if ddp is None or ddp.shard_log is None:
@@ -175,19 +175,19 @@ def log_shard(ddp: DataParallel | None, epoch: int, first_step: int, batches: li
 # -- reductions -----------------------------------------------------------------------------------
 
 
-def mean_over_ranks(values: torch.Tensor, ddp: DataParallel) -> None:
+def mean_over_ranks(values: torch.Tensor, ddp: DdpContext) -> None:
     """In place: each element becomes its mean over the ranks."""
     dist.all_reduce(values)
     values.div_(ddp.world_size)
 
 
-def any_rank(flag: bool, ddp: DataParallel) -> bool:
+def any_rank(flag: bool, ddp: DdpContext) -> bool:
     raised = torch.tensor([int(flag)], device=ddp.device)
     dist.all_reduce(raised, op=dist.ReduceOp.MAX)
     return bool(raised.item())
 
 
-def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DataParallel | None) -> SplitEvaluation:
+def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DdpContext | None) -> SplitEvaluation:
     """The metrics of the whole set, each rank scoring a contiguous share of its rows.
 
     The float64 sums and the image counts are all-reduced, so the means are those of a single process
@@ -206,7 +206,7 @@ def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DataParallel | None
     return SplitEvaluation(metrics=dict(zip(METRICS, means, strict=True)), mu=gather_rows(mu, len(images), ddp))
 
 
-def gather_rows(local: torch.Tensor, n: int, ddp: DataParallel) -> torch.Tensor:
+def gather_rows(local: torch.Tensor, n: int, ddp: DdpContext) -> torch.Tensor:
     """Every rank's ``shard_rows`` block, concatenated in rank order (on the CPU, on every rank)."""
     shards = [shard_rows(n, r, ddp.world_size) for r in range(ddp.world_size)]
     longest = max(stop - start for start, stop in shards)
@@ -226,7 +226,7 @@ def noise_seed(seed: int, rank: int) -> int:
     return seed + (rank << 32)
 
 
-def noise_states(noise: torch.Generator, ddp: DataParallel | None) -> dict[str, Any]:
+def noise_states(noise: torch.Generator, ddp: DdpContext | None) -> dict[str, Any]:
     """Checkpoint entry with every rank's noise state (rank 0's is also the checkpoint's "noise"); a collective."""
     if ddp is None:
         return {}
@@ -235,7 +235,7 @@ def noise_states(noise: torch.Generator, ddp: DataParallel | None) -> dict[str, 
     return {"rank_noise": states}
 
 
-def saved_noise_state(saved: dict[str, Any], ddp: DataParallel | None) -> torch.Tensor | None:
+def saved_noise_state(saved: dict[str, Any], ddp: DdpContext | None) -> torch.Tensor | None:
     """The noise state this rank continues from, or None where the checkpoint has none for it.
 
     Rank 0 (and a single process) continue the checkpoint's "noise". The other ranks continue their own

@@ -42,6 +42,18 @@ class TrainingDivergedError(VaelabError):
     exit_code = 3
 
 
+class Interrupted(VaelabError):
+    """Ctrl-C: the run was checkpointed and can be resumed."""
+
+    exit_code = 130
+
+
+class SettingsError(VaelabError):
+    """Settings that cannot work together (found once they are all known, after the arguments were parsed)."""
+
+    exit_code = 2
+
+
 class ReportError(VaelabError):
     """A study directory holds no runs to report on, or a path given to the report is wrong."""
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from .losses import negative_elbo
-from .metrics import mse_per_image, psnr_orig_per_image, psnr_per_image, ssim_orig_per_image, ssim_per_image
 from .models import VAE
+from .quality import mse_per_image, psnr_orig_per_image, psnr_per_image, ssim_orig_per_image, ssim_per_image
 
-# ssim_orig / psnr_orig: the published project's definitions (see metrics.py), for like-for-like comparison.
+# ssim_orig / psnr_orig: the published project's definitions (see quality.py), for like-for-like comparison.
 METRICS = ("loss", "nll", "kl", "mse", "ssim", "psnr", "ssim_orig", "psnr_orig")
 # What a run written before ssim_orig / psnr_orig existed still holds; the report reads those runs too.
 CORE_METRICS = METRICS[:6]
@@ -70,7 +70,7 @@ def split_sums(
     mus = []
     for start in range(0, len(images), batch_size):
         end = min(start + batch_size, len(images))
-        # The draw VAE.reparameterize makes for this batch, split off from the encoder pass.
+        # The whole batch's draw, whichever of its rows this call scores: see the docstring.
         eps = torch.randn((end - start, *model.latent_shape), generator=generator, device=images.device,
                           dtype=images.dtype)
         lo, hi = max(start, first), min(end, stop)
@@ -78,7 +78,7 @@ def split_sums(
             continue
         x = images[lo:hi]
         mu, logvar = model.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * eps[lo - start : hi - start]
+        z = model.reparameterize(mu, logvar, eps=eps[lo - start : hi - start])
         loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, model.decoder_std(),
                                       model.linear_output)
         recon = model.decoder_mean(model.decode(mu))

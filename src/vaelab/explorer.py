@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -24,14 +23,14 @@ import scipy.ndimage
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, find_checkpoint, load_checkpoint, load_model
+from . import rundir
+from .checkpoint import find_checkpoint, load_checkpoint, load_model
 from .config import RunConfig
 from .data import default_data_dirs, load_first_found
 from .errors import CheckpointError, VaelabError
 from .models import VAE
-from .training import METRICS_JSON
+from .prepare import as_float_images, posterior_means
 
-STUDY_FILE = "study.json"
 Z_LIMIT = 10.0  # 10 prior standard deviations: a coordinate beyond this is a mistake, not a question...
 LIMIT_MARGIN = 1.25  # ...unless the run's own test posterior means reach further (a beta=0 or young run)
 SCATTER_POINTS = 2000
@@ -51,7 +50,7 @@ class BadInput(ValueError):
 
 
 @dataclass
-class Run:
+class ServedRun:
     name: str
     model: VAE
     config: RunConfig
@@ -83,14 +82,14 @@ class Run:
 
 @dataclass
 class Explorer:
-    runs: dict[str, Run]
+    runs: dict[str, ServedRun]
     dataset: str
     test_images: torch.Tensor  # uint8 (N, 28, 28)
     test_labels: torch.Tensor  # int64 (N,)
     scatter_indices: torch.Tensor  # the test digits drawn on the 2-D plane
     gallery_indices: torch.Tensor  # the test digits offered as thumbnails
 
-    def run(self, name: str) -> Run:
+    def run(self, name: str) -> ServedRun:
         if name not in self.runs:
             raise KeyError(name)
         return self.runs[name]
@@ -105,34 +104,19 @@ def discover_runs(root: Path) -> dict[str, Path]:
     root = Path(root)
     if not root.is_dir():
         raise VaelabError(f"{root}: no such directory; give a run directory or a study directory.")
-    if (root / CHECKPOINT_NAME).exists() or (root / CONFIG_NAME).exists():
+    if rundir.is_run_dir(root):
         return {root.resolve().name: root}
-    study_file = root / STUDY_FILE
-    if study_file.exists():
-        dims = read_study_dims(study_file)
-        return {f"latent_{d}": root / f"latent_{d}" for d in dims}
-    found = sorted((p for p in root.glob("latent_*") if (p / CHECKPOINT_NAME).exists()), key=_latent_order)
+    dims = rundir.read_study_dims(root)
+    if dims is not None:
+        return {rundir.run_dir_name(d): rundir.run_dir_of(root, d) for d in dims}
+    found = [p for p in rundir.study_run_dirs(root) if rundir.has_checkpoint(p)]
     if not found:
         raise VaelabError(
-            f"{root}: neither a run directory (with {CONFIG_NAME} and {CHECKPOINT_NAME}) nor a study directory "
-            f"(with {STUDY_FILE} and latent_<z>/ runs). Train one with 'vaelab study' or 'vaelab train'."
+            f"{root}: neither a run directory (with {rundir.CONFIG} and {rundir.CHECKPOINT}) nor a study directory "
+            f"(with {rundir.STUDY_FILE} and {rundir.RUN_DIR_PREFIX}<z>/ runs). Train one with 'vaelab study' or "
+            "'vaelab train'."
         )
     return {p.name: p for p in found}
-
-
-def read_study_dims(path: Path) -> list[int]:
-    try:
-        dims = json.loads(path.read_text())["latent_dims"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VaelabError(f"{path}: not a readable study file ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d >= 1 for d in dims):
-        raise VaelabError(f"{path}: 'latent_dims' must be a non-empty list of positive integers, got {dims!r}.")
-    return dims
-
-
-def _latent_order(path: Path) -> tuple[bool, int, str]:
-    suffix = path.name.removeprefix("latent_")
-    return (not suffix.isdigit(), int(suffix) if suffix.isdigit() else 0, path.name)
 
 
 def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Explorer:
@@ -152,9 +136,9 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
     runs = {}
     for name, (model, config, state) in loaded.items():
         history = state["history"]
-        runs[name] = Run(name=name, model=model, config=config, epochs_trained=int(state["epoch"]),
+        runs[name] = ServedRun(name=name, model=model, config=config, epochs_trained=int(state["epoch"]),
                          test_loss=history[-1]["test"]["loss"] if history else None,
-                         test_mu=posterior_means(model, images))
+                         test_mu=posterior_means(model, as_float_images(images)))
         decode(runs[name], torch.zeros(1, config.model.latent_dim))  # pay one-time set-up costs now, not on a click
     return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
                     scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels))
@@ -163,10 +147,10 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
 def recorded_data_dir(run_dir: Path) -> str | None:
     """The data directory the run's latest training session read (metrics.json), if it says."""
     try:
-        environment = json.loads((run_dir / METRICS_JSON).read_text()).get("environment") or {}
-    except (OSError, ValueError, AttributeError):
+        metrics = rundir.read_metrics(run_dir)
+    except rundir.MetricsFileError:
         return None
-    value = environment.get("data_dir") if isinstance(environment, dict) else None
+    value = metrics.environment.get("data_dir") if metrics is not None else None
     return value if isinstance(value, str) else None
 
 
@@ -180,17 +164,6 @@ def load_run_files(name: str, path: Path) -> tuple[VAE, RunConfig, dict[str, Any
                           "explorer's sliders need a latent vector, so serve cannot show it.")
     state = load_checkpoint(find_checkpoint(path))  # for how far it trained and its last test loss
     return model, config, state
-
-
-@torch.no_grad()
-def posterior_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    return torch.cat([model.encode(as_model_input(images[i : i + batch_size]))[0]
-                      for i in range(0, len(images), batch_size)])
-
-
-def as_model_input(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 (N, 28, 28) in 0..255 -> float (N, 1, 28, 28) in [0, 1]."""
-    return torch.as_tensor(images).unsqueeze(1).float().div(255.0)
 
 
 def scatter_subset(n: int) -> torch.Tensor:
@@ -304,15 +277,15 @@ def as_pixels(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def decode(run: Run, z: torch.Tensor) -> np.ndarray:
+def decode(run: ServedRun, z: torch.Tensor) -> np.ndarray:
     """Decoder means of latent points (N, latent_dim) as uint8 images (N, 28, 28)."""
     return as_pixels(run.model.decoder_mean(run.model.decode(z)))
 
 
 @torch.no_grad()
-def encode_digit(run: Run, digit: np.ndarray) -> dict[str, np.ndarray]:
+def encode_digit(run: ServedRun, digit: np.ndarray) -> dict[str, np.ndarray]:
     """Posterior mean and standard deviation of a uint8 (28, 28) digit, and its reconstruction at the mean."""
-    mu, logvar = run.model.encode(as_model_input(digit[None]))
+    mu, logvar = run.model.encode(as_float_images(digit[None]))
     return {"mu": mu[0].numpy(), "std": torch.exp(0.5 * logvar)[0].numpy(), "reconstruction": decode(run, mu)[0]}
 
 

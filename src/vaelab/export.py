@@ -19,9 +19,8 @@ from torch import nn
 
 from .errors import VaelabError
 from .models import VAE
+from .rundir import DECODER_ONNX, ENCODER_ONNX
 
-ENCODER_ONNX = "encoder.onnx"
-DECODER_ONNX = "decoder.onnx"
 EXPORT_EXTRA = "pip install 'vaelab[export]'"
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .errors import OutputDirError
-
-LOCK_NAME = ".lock"
+from .rundir import LOCK
 
 
 class RunLock:
@@ -25,7 +24,7 @@ class RunLock:
     which the holder writes into the lock file."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_NAME
+        self.path = Path(run_dir) / LOCK
         self._lock = FileLock(self.path, timeout=0, thread_local=False)
 
     def __enter__(self) -> RunLock:

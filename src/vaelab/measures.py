@@ -20,19 +20,18 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .checkpoint import load_model
-from .classifier import DigitClassifier, TrainedClassifier, features_and_logits, load_or_train_classifier
+from .classifier import DigitClassifier, TrainedClassifier, features_and_logits
 from .config import RunConfig
 from .data import NUM_CLASSES, Dataset
 from .losses import reconstruction_nll
 from .models import VAE
-from .training import BINARIZE_SEED, EvalPoint, Hook, as_float_images, binarized
+from .prepare import as_float_images, evaluation_images, posterior_means
+from .training import EvalPoint, Hook
 
 DEFAULT_IWAE_K = 32  # ~4 s of one CPU core for 10,000 test images with the default mlp (README)
 IWAE_SEED = 4321
@@ -53,7 +52,7 @@ def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator: torch
     """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k samples per image: shape (k, N)."""
     mu, logvar = model.encode(x)
     eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-    z = mu + torch.exp(0.5 * logvar) * eps
+    z = model.reparameterize(mu, logvar, eps=eps)  # k samples per image, by broadcasting
     logits = model.decode(z.flatten(0, 1))
     repeated = x.expand(k, *x.shape).flatten(0, 1)
     log_px_z = -reconstruction_nll(logits, repeated, model.config.likelihood, model.decoder_std(),
@@ -94,13 +93,6 @@ def iwae_each_epoch(test_images: torch.Tensor, k: int = DEFAULT_IWAE_K) -> Hook:
 
 
 # -- latent space --------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def posterior_means(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """E_q[z] of each image, flattened to (N, latent units), on the CPU."""
-    return torch.cat([model.encode(images[i : i + batch_size])[0].flatten(1).cpu()
-                      for i in range(0, len(images), batch_size)])
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
@@ -195,11 +187,10 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     device = next(model.parameters()).device
     seconds: dict[str, float] = {}
     grey_test = as_float_images(dataset.test.images, device)
-    test_x = binarized(grey_test, BINARIZE_SEED + 1) if config.data.binarize else grey_test
+    test_x = evaluation_images(grey_test, config.data.binarize, "test")
     subset = probe_subset(len(dataset.train))
-    train_x, train_labels = as_float_images(dataset.train.images[subset], device), dataset.train.labels[subset]
-    if config.data.binarize:
-        train_x = binarized(train_x, BINARIZE_SEED + 2)
+    train_x = evaluation_images(as_float_images(dataset.train.images[subset], device), config.data.binarize, "probe")
+    train_labels = dataset.train.labels[subset]
 
     start = time.perf_counter()
     iwae = iwae_log_likelihood(model, test_x, iwae_k).mean().item()
@@ -235,13 +226,3 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
         "classifier_test_accuracy": classifier.test_accuracy,
     }
     return measures, seconds
-
-
-def measure_run(run_dir: Path, dataset: Dataset, device: torch.device | str = "cpu", iwae_k: int = DEFAULT_IWAE_K,
-                progress: bool = False) -> tuple[dict[str, float], dict[str, float], TrainedClassifier]:
-    """The final measures of a run directory's trained model (training the digit classifier the
-    first time it is needed); returns (measures, seconds each took, the classifier)."""
-    model, config = load_model(run_dir, device)
-    classifier = load_or_train_classifier(dataset, device, progress=progress)
-    measures, seconds = final_measures(model, config, dataset, classifier, iwae_k)
-    return measures, seconds, classifier

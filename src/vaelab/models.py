@@ -28,13 +28,12 @@ from .config import ARCHITECTURES, DEFAULT_WIDTHS, ModelConfig, write_text_atomi
 from .errors import CheckpointError
 from .losses import decoder_mean
 from .resnet import resnet_decoder, resnet_encoder
+from .rundir import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
 
 MNIST_SHAPE = (1, 28, 28)
 BOTTLENECK_SIDE = 8  # conv: stride-2 stages are added until the feature map is at most this wide
 MAX_CONV_CHANNELS = 256
 # A portable model: its weights as safetensors (no pickle, readable from any language) and its config as JSON.
-PRETRAINED_WEIGHTS = "model.safetensors"
-PRETRAINED_CONFIG = "config.json"
 PRETRAINED_FORMAT = "vaelab-pretrained"
 PRETRAINED_VERSION = 1
 
@@ -242,10 +241,14 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps with eps ~ N(0, I): the sample stays differentiable in mu and sigma."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       eps: torch.Tensor | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I): the sample stays differentiable in mu and sigma.
+
+        ``eps`` is drawn from ``generator`` unless given (a draw made elsewhere, or several samples per
+        image that broadcast against mu)."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):

@@ -7,16 +7,17 @@ the GIFs of its latent space and reconstructions), embedded as data URIs so the 
 from __future__ import annotations
 
 import base64
-import json
 import mimetypes
 import os
 from pathlib import Path
 
 import jinja2
 
-RUN_FIGURES = (("metrics.png", "metric curves"), ("latent_space.gif", "latent space during training"),
-               ("reconstructions.gif", "test digits and reconstructions"))
-COMPARISON = "comparison.png"
+from . import rundir
+
+RUN_FIGURES = ((rundir.METRICS_PNG, "metric curves"), (rundir.LATENT_SPACE_GIF, "latent space during training"),
+               (rundir.RECONSTRUCTIONS_GIF, "test digits and reconstructions"))
+COMPARISON = rundir.COMPARISON_PNG
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("vaelab", "templates"), autoescape=True)
 
 
@@ -30,8 +31,9 @@ def data_uri(path: Path) -> str | None:
 
 def run_summary(run_dir: Path) -> str:
     try:
-        test = json.loads((run_dir / "metrics.json").read_text())["history"][-1]["test"]
-    except (OSError, ValueError, KeyError, IndexError):
+        metrics = rundir.read_metrics(run_dir)
+        test = metrics.history[-1]["test"]
+    except (rundir.MetricsFileError, AttributeError, KeyError, IndexError):
         return "no evaluation yet"
     return f"test -ELBO {test['loss']:.2f} nats, SSIM {test['ssim']:.3f}"
 
@@ -44,10 +46,9 @@ class StudyView:
         self.width = width
 
     def run_dirs(self) -> list[Path]:
-        if (self.directory / "config.json").exists():
+        if (self.directory / rundir.CONFIG).exists():
             return [self.directory]
-        runs = [p for p in self.directory.glob("latent_*") if (p / "config.json").exists()]
-        return sorted(runs, key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else 0)
+        return [p for p in rundir.study_run_dirs(self.directory) if (p / rundir.CONFIG).exists()]
 
     def _repr_html_(self) -> str:
         runs = [{"name": run.name, "summary": run_summary(run),

@@ -37,7 +37,7 @@ from .explorer import (
     MAX_INTERPOLATION_STEPS,
     BadInput,
     Explorer,
-    Run,
+    ServedRun,
     bounded_int,
     decode,
     decode_image_data,
@@ -67,15 +67,6 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
     app.json.sort_keys = False
     guard.install(app, hosts)
 
-    def find_run(name: str) -> Run:
-        try:
-            return explorer.run(name)
-        except KeyError:
-            raise NotFound(f"no run named {name!r}; this server has {', '.join(explorer.runs)}.") from None
-
-    def test_index(value: Any, field: str) -> int:
-        return bounded_int(value, field, 0, len(explorer.test_labels) - 1)
-
     @app.errorhandler(BadInput)
     def bad_input(exc: BadInput) -> tuple[Response, int]:
         return jsonify(error=str(exc)), 400
@@ -88,6 +79,24 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
     def index() -> Response:
         return app.send_static_file("explorer.html")
 
+    add_data_routes(app, explorer)
+    add_model_routes(app, explorer)
+    return app
+
+
+def find_run(explorer: Explorer, name: str) -> ServedRun:
+    try:
+        return explorer.run(name)
+    except KeyError:
+        raise NotFound(f"no run named {name!r}; this server has {', '.join(explorer.runs)}.") from None
+
+
+def checked_test_index(explorer: Explorer, value: Any, field: str) -> int:
+    return bounded_int(value, field, 0, len(explorer.test_labels) - 1)
+
+
+def add_data_routes(app: Flask, explorer: Explorer) -> None:
+    """What the page reads once: the runs, the test digits, a run's latent plane."""
     @app.get("/api/runs")
     def runs() -> Response:
         return jsonify(dataset=explorer.dataset, test_size=len(explorer.test_labels),
@@ -102,7 +111,7 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
 
     @app.get("/api/runs/<name>/plane")
     def plane(name: str) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         if run.latent_dim < 2:
             raise NotFound(f"run {name} has a 1-D latent space; a plane needs at least 2 dimensions.")
         x, y = (query_int(axis, default, 0, run.latent_dim - 1) for axis, default in (("x", 0), ("y", 1)))
@@ -115,16 +124,19 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
 
     @app.get("/api/runs/<name>/digits/<int:index>")
     def digit(name: str, index: int) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         if index >= len(explorer.test_labels):
             raise NotFound(f"no test digit {index}; the test set has {len(explorer.test_labels)} images "
                            f"(0 to {len(explorer.test_labels) - 1}).")
         return jsonify(index=index, label=int(explorer.test_labels[index]), mu=rounded(run.test_mu[index], 5),
                        pixels=pixels(explorer.test_images[index].numpy()))
 
+
+def add_model_routes(app: Flask, explorer: Explorer) -> None:
+    """What the page asks the models for: decodings, prior samples, interpolations, encodings of drawings."""
     @app.post("/api/runs/<name>/decode")
     def decode_point(name: str) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         z = latent_vector(json_body().get("z"), run.latent_dim, run.z_limit)
         start = time.perf_counter()
         image = decode(run, z)[0]
@@ -135,7 +147,7 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
 
     @app.post("/api/runs/<name>/sample")
     def sample(name: str) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         seed = json_body().get("seed")
         if seed is not None:
             seed = bounded_int(seed, "seed", 0, 2**63 - 1)
@@ -144,22 +156,20 @@ def create_app(explorer: Explorer, hosts: Iterable[str] = ()) -> Flask:
 
     @app.post("/api/runs/<name>/interpolate")
     def interpolate(name: str) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         body = json_body()
-        a, b = test_index(body.get("a"), "a"), test_index(body.get("b"), "b")
+        a, b = checked_test_index(explorer, body.get("a"), "a"), checked_test_index(explorer, body.get("b"), "b")
         steps = bounded_int(body.get("steps", 10), "steps", 2, MAX_INTERPOLATION_STEPS)
         path = interpolation_path(run.test_mu[a], run.test_mu[b], steps)
         return jsonify(a=a, b=b, z=[rounded(p, 5) for p in path], images=[pixels(im) for im in decode(run, path)])
 
     @app.post("/api/runs/<name>/encode")
     def encode(name: str) -> Response:
-        run = find_run(name)
+        run = find_run(explorer, name)
         digit_image = mnist_style(decode_image_data(json_body().get("image")))
         posterior = encode_digit(run, digit_image)
         return jsonify(input=pixels(digit_image), mu=rounded(posterior["mu"], 5), std=rounded(posterior["std"], 5),
                        reconstruction=pixels(posterior["reconstruction"]))
-
-    return app
 
 
 def json_body() -> dict[str, Any]:

@@ -24,10 +24,9 @@ import torch
 
 from .config import RunConfig
 from .errors import VaelabError
+from .rundir import MLFLOW_DB, TENSORBOARD_DIR
 from .visualisation import first_index_per_class, stratified_subsample
 
-TENSORBOARD_DIR = "tensorboard"  # inside the run directory: `tensorboard --logdir STUDY_DIR` shows every run
-MLFLOW_DB = "mlflow.db"  # the default MLflow store, beside the study's runs
 MLFLOW_ARTIFACTS = "mlartifacts"
 MLFLOW_EXTRA = "pip install 'vaelab[mlflow]'"
 RECORD_SCALARS = ("epoch", "time_s", "train_s")  # besides the metrics, per evaluation point

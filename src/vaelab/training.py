@@ -12,15 +12,12 @@ they draw.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +26,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed, precision
-from .checkpoint import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint, remove_stale_temp_files, save_checkpoint
-from .config import RunConfig, TrainConfig, write_text_atomic
+from .checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from .config import RunConfig, TrainConfig
 from .data import Dataset
 from .environment import describe_environment
-from .errors import CheckpointError, OutputDirError, TrainingDivergedError, VaelabError
+from .errors import CheckpointError, Interrupted, OutputDirError, TrainingDivergedError, VaelabError
 from .locks import RunLock
 from .losses import negative_elbo
-from .metrics import to_signed_scale
 from .models import VAE
 from .perceptual import (
     ADVERSARIAL_START,
@@ -46,20 +42,15 @@ from .perceptual import (
     least_squares,
     load_lpips,
 )
+from .prepare import as_float_images, evaluation_images
+from .quality import to_signed_scale
+from .rundir import CHECKPOINT, CONFIG, write_metrics
 
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
 MIN_FREE_BYTES = 64 * 2**20
-RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")
+RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")  # TrainState's position
+SYNC_EVERY = 50  # steps between host syncs that check the losses (and agree on Ctrl-C under DDP)
 ADVERSARIAL_STATE = ("discriminator", "disc_optimizer")  # in the checkpoint when --adversarial is on
-BINARIZE_SEED = 2024  # the fixed binarisation of the evaluation images
-
-
-class Interrupted(VaelabError):
-    """Ctrl-C: the run was checkpointed and can be resumed."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -77,6 +68,51 @@ class EvalPoint:
 Hook = Callable[[EvalPoint], None]
 
 
+@dataclass
+class TrainState:
+    """Everything a run carries from step to step: what a checkpoint saves and a resume restores."""
+
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    noise: torch.Generator  # the reparameterization (and dynamic binarisation) noise
+    epoch: int = 0  # whole epochs done
+    step_in_epoch: int = 0  # steps done in the current epoch
+    step: int = 0  # steps done in all
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation point
+    elapsed_s: float = 0.0  # wall time of the sessions so far
+    eval_s: float = 0.0  # of which spent in evaluation points
+    discriminator: torch.nn.Module | None = None  # --adversarial: the PatchGAN and its own Adam
+    disc_optimizer: torch.optim.Optimizer | None = None
+
+    def to_checkpoint(self, config: RunConfig, rank_noise: dict[str, Any]) -> dict[str, Any]:
+        adversarial = {k: getattr(self, k).state_dict() for k in ADVERSARIAL_STATE if getattr(self, k) is not None}
+        return {"config": config.to_dict(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **adversarial, "noise": self.noise.get_state(), **{k: getattr(self, k) for k in RESUMED_STATE},
+                **rank_noise}
+
+    def restore(self, saved: dict[str, Any], noise: torch.Tensor | None) -> None:
+        """Load a checkpoint's weights, optimizer and position; ``noise`` is this rank's generator state, if any."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        for key in ADVERSARIAL_STATE if self.discriminator is not None else ():
+            getattr(self, key).load_state_dict(saved[key])
+        if noise is not None:
+            self.noise.set_state(noise.to("cpu") if self.noise.device.type == "cpu" else noise)
+        for key in RESUMED_STATE:
+            setattr(self, key, saved[key])
+
+
+@dataclass
+class _EpochPass:
+    """One epoch's loop variables: its batches, the losses of its steps so far and its progress bar."""
+
+    index: int
+    batches: list[torch.Tensor]
+    losses: torch.Tensor
+    bar: tqdm
+    last_checked: int  # the losses of the steps before this one have been checked
+
+
 def select_device(name: str = "auto") -> torch.device:
     if name != "auto":
         try:
@@ -92,12 +128,6 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W) grey or (N, C, H, W) -> float32 (N, C, H, W) in [0, 1] on ``device``."""
-    images = images.to(device)
-    return (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255.0)
-
-
 def first_epoch_eval_steps(steps_per_epoch: int, count: int) -> list[int]:
     """Steps (1-based, within epoch 1) of ``count`` evenly spaced points strictly inside it."""
     return sorted({max(1, round(k * steps_per_epoch / (count + 1))) for k in range(1, count + 1)} - {steps_per_epoch})
@@ -105,12 +135,6 @@ def first_epoch_eval_steps(steps_per_epoch: int, count: int) -> list[int]:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
-def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """One fixed Bernoulli draw per pixel, with the grey level as its probability."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    return torch.bernoulli(images, generator=generator)
 
 
 def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int) -> float:
@@ -162,41 +186,6 @@ def check_output_dir(run_dir: Path) -> None:
         )
 
 
-def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row: every value of the record, a nested split's metrics as ``<split>_<metric>``."""
-    row: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            row.update({f"{key}_{name}": inner for name, inner in value.items()})
-        else:
-            row[key] = value
-    return row
-
-
-def csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as CSV with every column any row has, in first-seen order; a row's missing value is empty
-    (hooks add some values only at some points, e.g. the per-epoch IWAE)."""
-    columns = list(dict.fromkeys(name for row in rows for name in row))
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def write_metrics(run_dir: Path, config: RunConfig, history: list[dict[str, Any]], sizes: dict[str, int],
-                  environment: dict[str, str] | None = None, final: dict[str, float] | None = None) -> None:
-    """``final``: the end-of-training measures (IWAE log-likelihood, active units, ...), a flat dict."""
-    payload = {"config": config.to_dict(), "eval_sizes": sizes, "history": history}
-    if environment is not None:
-        payload["environment"] = environment
-    if final is not None:
-        payload["final"] = final
-    write_text_atomic(run_dir / METRICS_JSON, json.dumps(payload, indent=1) + "\n")
-    write_text_atomic(run_dir / METRICS_CSV, csv_text([flat_record(r) for r in history]))
-
-
 class _SigintLatch:
     """Turns the first Ctrl-C into a flag checked between steps; a second one aborts at once."""
 
@@ -230,7 +219,7 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         progress: bool = True,
         detect_anomaly: bool = False,
-        ddp: distributed.DataParallel | None = None,
+        ddp: distributed.DdpContext | None = None,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
@@ -246,13 +235,11 @@ class Trainer:
             raise VaelabError(f"the model is configured for images of shape {tuple(config.model.image_shape)} but "
                               f"the data's are {dataset.image_shape}; resume with the data the run was trained on.")
         self.train_x = as_float_images(dataset.train.images, self.device)
-        self.test_x = as_float_images(dataset.test.images, self.device)
         self.test_labels = dataset.test.labels
         subset = train_eval_subset(len(self.train_x), config.data.train_eval_size)
-        self.train_eval_x = self.train_x[subset.to(self.device)]
-        if config.data.binarize:
-            self.train_eval_x = binarized(self.train_eval_x, BINARIZE_SEED)
-            self.test_x = binarized(self.test_x, BINARIZE_SEED + 1)
+        binarize = config.data.binarize
+        self.train_eval_x = evaluation_images(self.train_x[subset.to(self.device)], binarize, "train_eval")
+        self.test_x = evaluation_images(as_float_images(dataset.test.images, self.device), binarize, "test")
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
         # Where and with what the latest session ran, for the study report.
@@ -270,22 +257,22 @@ class Trainer:
         self.channels_last = self.precision == "bf16" and config.model.arch in ("conv", "conv-spatial")
         self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
                             "precision": self.precision}
+        self.state: TrainState | None = None  # set by run(): the trained model is self.state.model
 
     # -- state -----------------------------------------------------------------------------------
 
-    def _fresh_state(self) -> dict[str, Any]:
+    def _fresh_state(self) -> TrainState:
         model = build_model(self.config).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         seed = distributed.noise_seed(self.config.train.seed, self.rank)
         noise = torch.Generator(device=self.device).manual_seed(seed)
-        state = {"model": model, "optimizer": self._optimizer(model), "noise": noise, "epoch": 0,
-                 "step_in_epoch": 0, "step": 0, "history": [], "elapsed_s": 0.0, "eval_s": 0.0}
+        state = TrainState(model, self._optimizer(model), noise)
         if self.config.train.adversarial:
             with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
                 torch.manual_seed(self.config.train.seed + 1)
                 discriminator = PatchDiscriminator(self.config.model.image_shape[0]).to(self.device)
-            state["discriminator"], state["disc_optimizer"] = discriminator, self._optimizer(discriminator)
+            state.discriminator, state.disc_optimizer = discriminator, self._optimizer(discriminator)
         return state
 
     def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -304,213 +291,222 @@ class Trainer:
             raise CheckpointError(f"{path}: cannot resume from this checkpoint: it lacks {sorted(missing)}.")
         return saved
 
-    def _restore(self, saved: dict[str, Any]) -> dict[str, Any]:
-        path = self.run_dir / CHECKPOINT_NAME
+    def _restore(self, saved: dict[str, Any]) -> TrainState:
         state = self._fresh_state()
         try:
-            state["model"].load_state_dict(saved["model"])
-            state["optimizer"].load_state_dict(saved["optimizer"])
-            for key in ADVERSARIAL_STATE if "discriminator" in state else ():
-                state[key].load_state_dict(saved[key])
-            noise = distributed.saved_noise_state(saved, self.ddp)
-            if noise is not None:
-                state["noise"].set_state(noise.to("cpu") if self.device.type == "cpu" else noise)
+            state.restore(saved, distributed.saved_noise_state(saved, self.ddp))
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: does not fit this run ({exc}).") from None
-        for key in RESUMED_STATE:
-            state[key] = saved[key]
+            raise CheckpointError(f"{self.run_dir / CHECKPOINT}: does not fit this run ({exc}).") from None
         return state
 
-    def _save(self, state: dict[str, Any]) -> None:
+    def _save(self, state: TrainState) -> None:
         # A finite last loss does not prove finite weights: the update after it may have overflowed.
-        if not all(bool(torch.isfinite(p).all()) for p in state["model"].parameters()):
-            raise self._diverged(f"the weights became non-finite by step {state['step']}", state["step"])
-        rank_noise = distributed.noise_states(state["noise"], self.ddp)  # a collective: every rank gets here
-        if not self.is_main:
-            return
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, {
-            "config": self.config.to_dict(),
-            "model": state["model"].state_dict(),
-            "optimizer": state["optimizer"].state_dict(),
-            **{k: state[k].state_dict() for k in ADVERSARIAL_STATE if k in state},
-            "noise": state["noise"].get_state(),
-            **{k: state[k] for k in RESUMED_STATE},
-            **rank_noise,
-        })
+        if not all(bool(torch.isfinite(p).all()) for p in state.model.parameters()):
+            raise self._diverged(f"the weights became non-finite by step {state.step}", state.step)
+        rank_noise = distributed.noise_states(state.noise, self.ddp)  # a collective: every rank gets here
+        if self.is_main:
+            save_checkpoint(self.run_dir / CHECKPOINT, state.to_checkpoint(self.config, rank_noise))
+
+    def _write_metrics(self, state: TrainState) -> None:
+        write_metrics(self.run_dir, self.config, state.history, self.eval_sizes, self.environment)
 
     # -- evaluation ------------------------------------------------------------------------------
 
-    def _evaluate(self, state: dict[str, Any], elapsed_s: float) -> None:
+    def _evaluate(self, state: TrainState, elapsed_s: float) -> None:
         started = time.perf_counter()
-        model = state["model"]
-        train_eval = distributed.evaluate_on_ranks(model, self.train_eval_x, self.ddp)
-        test_eval = distributed.evaluate_on_ranks(model, self.test_x, self.ddp)
+        train_eval = distributed.evaluate_on_ranks(state.model, self.train_eval_x, self.ddp)
+        test_eval = distributed.evaluate_on_ranks(state.model, self.test_x, self.ddp)
         for split, evaluation in (("train", train_eval), ("test", test_eval)):
             bad = {k: v for k, v in evaluation.metrics.items() if not math.isfinite(v)}
             if bad:  # never let a NaN into the history, the artifacts or a checkpoint
-                raise self._diverged(f"the {split} evaluation after step {state['step']} gave {bad}", state["step"])
+                raise self._diverged(f"the {split} evaluation after step {state.step} gave {bad}", state.step)
         record = {
-            "epoch": round(state["step"] / self.steps_per_epoch, 4),
-            "step": state["step"],
+            "epoch": round(state.step / self.steps_per_epoch, 4),
+            "step": state.step,
             "time_s": round(elapsed_s, 3),
-            "train_s": round(elapsed_s - state["eval_s"], 3),  # wall time in training steps alone
+            "train_s": round(elapsed_s - state.eval_s, 3),  # wall time in training steps alone
             "train": train_eval.metrics,
             "test": test_eval.metrics,
         }
-        state["history"].append(record)
+        state.history.append(record)
         if self.is_main:
-            point = EvalPoint(len(state["history"]) - 1, record, model, test_eval.mu, self.test_labels, self.run_dir)
+            point = EvalPoint(len(state.history) - 1, record, state.model, test_eval.mu, self.test_labels,
+                              self.run_dir)
             for hook in self.hooks:
                 hook(point)
-            write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
-        state["eval_s"] += time.perf_counter() - started
+            self._write_metrics(state)
+        state.eval_s += time.perf_counter() - started
 
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.train.epochs``; returns the metric history."""
+        """Train to ``config.train.epochs``; returns the metric history (the model is ``self.state.model``)."""
         with contextlib.ExitStack() as claim:
             # Under DDP rank 0 alone checks, locks and writes the run directory; the checkpoint it resumes from,
             # or the error it meets, reaches every rank.
             saved = distributed.from_main(self.ddp, lambda: self._claim_run_dir(claim, resume))
-            state = self._restore(saved) if saved is not None else self._fresh_state()
+            self.state = state = self._restore(saved) if saved is not None else self._fresh_state()
             if self.is_main:
-                self.config.save(self.run_dir / CONFIG_NAME)
+                self.config.save(self.run_dir / CONFIG)
             anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
             with _SigintLatch() as sigint, anomaly:
                 self._train(state, sigint)
-        return state["history"]
+        return state.history
 
     def _claim_run_dir(self, claim: contextlib.ExitStack, resume: bool) -> dict[str, Any] | None:
         """Checks and locks the run directory; returns the checkpoint to resume from, if any."""
         check_output_dir(self.run_dir)
         claim.enter_context(RunLock(self.run_dir))
         remove_stale_temp_files(self.run_dir)  # left by a writer that was killed; we hold the lock
-        checkpoint = self.run_dir / CHECKPOINT_NAME
+        checkpoint = self.run_dir / CHECKPOINT
         if checkpoint.exists() and not resume:
             raise OutputDirError(
                 f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
             )
         return self._read_checkpoint(checkpoint) if resume and checkpoint.exists() else None
 
-    def _train(self, state: dict[str, Any], sigint: _SigintLatch) -> None:
-        cfg = self.config.train
-        model, optimizer, noise = state["model"], state["optimizer"], state["noise"]
-        if self.ddp:  # averages the gradients over ranks; checkpoints and hooks keep the bare state["model"]
-            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+    def _train(self, state: TrainState, sigint: _SigintLatch) -> None:
+        model = self._wrap_for_ddp(state.model)
         model.train()
-        n, bs = len(self.train_x), cfg.batch_size
-        first_epoch_points = set(first_epoch_eval_steps(self.steps_per_epoch, cfg.evals_in_first_epoch))
-        session_start = time.perf_counter() - state["elapsed_s"]
-        while state["epoch"] < cfg.epochs:
-            epoch = state["epoch"]
-            order = epoch_permutation(n, cfg.seed, epoch).to(self.device)
-            batches = distributed.local_batches(order, bs, self.rank, self.world_size)
-            distributed.log_shard(self.ddp, epoch, state["step_in_epoch"], batches)
-            losses = torch.zeros(self.steps_per_epoch, device=self.device)
-            bar = tqdm(total=n, initial=min(state["step_in_epoch"] * bs, n), unit="img", unit_scale=True,
-                       desc=f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not self.progress, leave=False, dynamic_ncols=True)
-            last_checked = state["step_in_epoch"]
-            for i in range(state["step_in_epoch"], self.steps_per_epoch):
-                x = self.train_x[batches[i]]
-                if self.config.data.binarize:
-                    x = torch.bernoulli(x, generator=noise)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with precision.autocast(self.precision, self.device):
-                    logits, mu, logvar = model(x, noise)
-                beta = kl_weight(cfg.beta, cfg.warmup_epochs, state["step"], self.steps_per_epoch)
-                bare = state["model"]  # DDP wraps it
-                # The loss itself in fp32, whatever precision the network ran in.
-                loss = negative_elbo(logits.float(), x, mu.float(), logvar.float(), self.config.model.likelihood,
-                                     beta, bare.decoder_std(), bare.linear_output)[0]
-                global_batch = min(bs, n - i * bs)
-                # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
-                # the gradient of the global batch's mean loss, however unevenly the batch splits.
-                loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
-                extra, fake = self._perceptual_terms(state, logits, x)
-                loss = loss + extra
-                optimizer.zero_grad(set_to_none=True)
-                try:
-                    loss.backward()
-                except RuntimeError as exc:  # anomaly mode names the operation that made a NaN
-                    if not (self.detect_anomaly and "nan values" in str(exc)):
-                        raise
-                    step = state["step"] + 1
-                    raise self._diverged(f"anomaly detection stopped step {step}: {exc}", step) from None
-                if cfg.lr_schedule != "constant":
-                    rate = scheduled_lr(cfg, state["step"], cfg.epochs * self.steps_per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = rate
-                optimizer.step()
-                self._discriminator_step(state, fake, x)
-                losses[i] = loss.detach()
-                state["step_in_epoch"], state["step"] = i + 1, state["step"] + 1
-                bar.update(global_batch)
-                at_eval = epoch == 0 and (i + 1) in first_epoch_points
-                synced = at_eval or (i + 1) % 50 == 0 or i + 1 == self.steps_per_epoch
-                if synced:
-                    # Host syncs only here, not every step.
-                    if self.ddp:  # every rank then checks (and shows) the global batches' mean losses
-                        distributed.mean_over_ranks(losses[last_checked : i + 1], self.ddp)
-                    self._check_finite(losses, last_checked, i + 1, state)
-                    bar.set_postfix(loss=f"{losses[last_checked:i + 1].mean().item():.2f}")
-                    last_checked = i + 1
+        first_epoch_points = set(first_epoch_eval_steps(self.steps_per_epoch, self.config.train.evals_in_first_epoch))
+        session_start = time.perf_counter() - state.elapsed_s
+        while state.epoch < self.config.train.epochs:
+            epoch = self._start_epoch(state)
+            for i in range(state.step_in_epoch, self.steps_per_epoch):
+                self._step(state, model, epoch, i)
+                at_eval = epoch.index == 0 and (i + 1) in first_epoch_points
+                synced = at_eval or (i + 1) % SYNC_EVERY == 0 or i + 1 == self.steps_per_epoch
+                if synced:  # host syncs only here, not every step
+                    self._check_losses(state, epoch, i + 1)
                 if at_eval:
                     self._evaluate(state, time.perf_counter() - session_start)
                 if self._interrupted(sigint, synced):
-                    self._check_finite(losses, last_checked, i + 1, state)  # never checkpoint a diverged model
-                    self._stop_for_sigint(state, bar, session_start)
-            bar.close()
-            state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-            self._evaluate(state, time.perf_counter() - session_start)
-            state["elapsed_s"] = time.perf_counter() - session_start
-            self._save(state)
-            if self.progress:
-                test = state["history"][-1]["test"]
-                tqdm.write(f"latent {self.config.model.latent_dim} · epoch {epoch + 1}/{cfg.epochs}: "
-                           f"test -ELBO {test['loss']:.2f} nats, MSE {test['mse']:.4f}, "
-                           f"SSIM {test['ssim']:.3f}, PSNR {test['psnr']:.2f} dB")
-            if state["epoch"] < cfg.epochs and self._interrupted(sigint, True):  # Ctrl-C during the epoch's end
+                    self._stop_for_sigint(state, epoch, i + 1, session_start)
+            self._end_epoch(state, epoch, session_start)
+            if state.epoch < self.config.train.epochs and self._interrupted(sigint, True):  # Ctrl-C at the epoch's end
                 raise self._interruption(state)
 
-    def _perceptual_terms(self, state: dict[str, Any], logits: torch.Tensor,
+    def _wrap_for_ddp(self, model: VAE) -> torch.nn.Module:
+        """Under DDP, the module that averages the gradients over ranks; checkpoints and hooks keep the bare model."""
+        if not self.ddp:
+            return model
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+
+    def _start_epoch(self, state: TrainState) -> _EpochPass:
+        cfg = self.config.train
+        n = len(self.train_x)
+        order = epoch_permutation(n, cfg.seed, state.epoch).to(self.device)
+        batches = distributed.local_batches(order, cfg.batch_size, self.rank, self.world_size)
+        distributed.log_shard(self.ddp, state.epoch, state.step_in_epoch, batches)
+        bar = tqdm(total=n, initial=min(state.step_in_epoch * cfg.batch_size, n), unit="img", unit_scale=True,
+                   desc=f"latent {self.config.model.latent_dim} · epoch {state.epoch + 1}/{cfg.epochs}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        losses = torch.zeros(self.steps_per_epoch, device=self.device)
+        return _EpochPass(state.epoch, batches, losses, bar, state.step_in_epoch)
+
+    def _step(self, state: TrainState, model: torch.nn.Module, epoch: _EpochPass, i: int) -> None:
+        """One optimizer step on the epoch's batch ``i``."""
+        cfg = self.config
+        n, bs = len(self.train_x), cfg.train.batch_size
+        x = self.train_x[epoch.batches[i]]
+        if cfg.data.binarize:
+            x = torch.bernoulli(x, generator=state.noise)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.autocast(self.precision, self.device):
+            logits, mu, logvar = model(x, state.noise)
+        beta = kl_weight(cfg.train.beta, cfg.train.warmup_epochs, state.step, self.steps_per_epoch)
+        bare = state.model  # DDP wraps it
+        # The loss itself in fp32, whatever precision the network ran in.
+        loss = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.model.likelihood, beta,
+                             bare.decoder_std(), bare.linear_output)[0]
+        global_batch = min(bs, n - i * bs)
+        # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
+        # the gradient of the global batch's mean loss, however unevenly the batch splits.
+        loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
+        extra, fake = self._perceptual_terms(state, logits, x)
+        loss = loss + extra
+        state.optimizer.zero_grad(set_to_none=True)
+        self._backward(loss, state.step + 1)
+        self._schedule_lr(state)
+        state.optimizer.step()
+        self._discriminator_step(state, fake, x)
+        epoch.losses[i] = loss.detach()
+        state.step_in_epoch, state.step = i + 1, state.step + 1
+        epoch.bar.update(global_batch)
+
+    def _schedule_lr(self, state: TrainState) -> None:
+        cfg = self.config.train
+        if cfg.lr_schedule != "constant":
+            rate = scheduled_lr(cfg, state.step, cfg.epochs * self.steps_per_epoch)
+            for group in state.optimizer.param_groups:
+                group["lr"] = rate
+
+    def _backward(self, loss: torch.Tensor, step: int) -> None:
+        try:
+            loss.backward()
+        except RuntimeError as exc:  # anomaly mode names the operation that made a NaN
+            if not (self.detect_anomaly and "nan values" in str(exc)):
+                raise
+            raise self._diverged(f"anomaly detection stopped step {step}: {exc}", step) from None
+
+    def _check_losses(self, state: TrainState, epoch: _EpochPass, stop: int) -> None:
+        """The steps' losses since the last check: finite, and shown on the progress bar."""
+        window = epoch.losses[epoch.last_checked : stop]
+        if self.ddp:  # every rank then checks (and shows) the global batches' mean losses
+            distributed.mean_over_ranks(window, self.ddp)
+        self._check_finite(epoch.losses, epoch.last_checked, stop, state)
+        epoch.bar.set_postfix(loss=f"{window.mean().item():.2f}")
+        epoch.last_checked = stop
+
+    def _end_epoch(self, state: TrainState, epoch: _EpochPass, session_start: float) -> None:
+        epoch.bar.close()
+        state.epoch, state.step_in_epoch = epoch.index + 1, 0
+        self._evaluate(state, time.perf_counter() - session_start)
+        state.elapsed_s = time.perf_counter() - session_start
+        self._save(state)
+        if self.progress:
+            test = state.history[-1]["test"]
+            tqdm.write(f"latent {self.config.model.latent_dim} · epoch {state.epoch}/{self.config.train.epochs}: "
+                       f"test -ELBO {test['loss']:.2f} nats, MSE {test['mse']:.4f}, "
+                       f"SSIM {test['ssim']:.3f}, PSNR {test['psnr']:.2f} dB")
+
+    def _perceptual_terms(self, state: TrainState, logits: torch.Tensor,
                           x: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | None]:
         """The LPIPS and adversarial terms of the generator's loss (0 when neither is on), and the decoded
         batch on the [-1, 1] scale that the discriminator then sees."""
-        discriminator = state.get("discriminator")
+        discriminator = state.discriminator
         if self.lpips is None and discriminator is None:
             return 0.0, None
-        fake = to_signed_scale(state["model"].decoder_mean(logits.float()))
+        fake = to_signed_scale(state.model.decoder_mean(logits.float()))
         real = to_signed_scale(x)
         total = torch.zeros((), device=self.device)
         with precision.autocast(self.precision, self.device):
             if self.lpips is not None:
                 total = total + LPIPS_WEIGHT * self.lpips(fake, real).float().mean()
-            if discriminator is not None and state["step"] + 1 >= ADVERSARIAL_START:
+            if discriminator is not None and state.step + 1 >= ADVERSARIAL_START:
                 total = total + ADVERSARIAL_WEIGHT * least_squares(discriminator(fake).float(), 1.0)
         return self.perceptual_scale * total, fake
 
-    def _discriminator_step(self, state: dict[str, Any], fake: torch.Tensor | None, x: torch.Tensor) -> None:
+    def _discriminator_step(self, state: TrainState, fake: torch.Tensor | None, x: torch.Tensor) -> None:
         """One least-squares update of the discriminator, from the step after ADVERSARIAL_START on. As in the
         published code its gradients are not cleared after the generator's backward pass, so the generator's
         adversarial gradient enters this update too."""
-        discriminator = state.get("discriminator")
-        if discriminator is None or state["step"] + 1 <= ADVERSARIAL_START:
+        discriminator = state.discriminator
+        if discriminator is None or state.step + 1 <= ADVERSARIAL_START:
             return
         with precision.autocast(self.precision, self.device):
             fake_loss = least_squares(discriminator(fake.detach()).float(), 0.0)
             real_loss = least_squares(discriminator(to_signed_scale(x)).float(), 1.0)
         (self.perceptual_scale * ADVERSARIAL_WEIGHT * (fake_loss + real_loss) / 2).backward()
-        state["disc_optimizer"].step()
-        state["disc_optimizer"].zero_grad(set_to_none=True)
+        state.disc_optimizer.step()
+        state.disc_optimizer.zero_grad(set_to_none=True)
 
-    def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: dict[str, Any]) -> None:
+    def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: TrainState) -> None:
         window = losses[start:stop]
         bad = (~torch.isfinite(window)).nonzero()
         if len(bad):
-            first_bad_step = state["step"] - (stop - start) + int(bad[0]) + 1
+            first_bad_step = state.step - (stop - start) + int(bad[0]) + 1
             value = window[int(bad[0])].item()
             raise self._diverged(f"the loss became {value} at step {first_bad_step}", first_bad_step)
 
@@ -518,7 +514,7 @@ class Trainer:
         return max(1, math.ceil(step / self.steps_per_epoch))
 
     def _diverged(self, what: str, step: int) -> TrainingDivergedError:
-        checkpoint = self.run_dir / CHECKPOINT_NAME
+        checkpoint = self.run_dir / CHECKPOINT
         kept = (f"The last good checkpoint, {checkpoint}, is kept unchanged." if checkpoint.exists()
                 else "No checkpoint had been saved yet.")
         return TrainingDivergedError(
@@ -528,6 +524,8 @@ class Trainer:
             f"settings), or add --detect-anomaly to find the operation that made it. {kept}"
         )
 
+    # -- Ctrl-C ----------------------------------------------------------------------------------
+
     def _interrupted(self, sigint: _SigintLatch, synced: bool) -> bool:
         """A single process stops at the step after Ctrl-C; DDP ranks agree at the next sync point, so that
         they stop after the same step."""
@@ -535,16 +533,17 @@ class Trainer:
             return sigint.raised
         return synced and distributed.any_rank(sigint.raised, self.ddp)
 
-    def _stop_for_sigint(self, state: dict[str, Any], bar: tqdm, session_start: float) -> None:
-        bar.close()
-        state["elapsed_s"] = time.perf_counter() - session_start
+    def _stop_for_sigint(self, state: TrainState, epoch: _EpochPass, stop: int, session_start: float) -> None:
+        self._check_finite(epoch.losses, epoch.last_checked, stop, state)  # never checkpoint a diverged model
+        epoch.bar.close()
+        state.elapsed_s = time.perf_counter() - session_start
         self._save(state)
         if self.is_main:
-            write_metrics(self.run_dir, self.config, state["history"], self.eval_sizes, self.environment)
+            self._write_metrics(state)
         raise self._interruption(state)
 
-    def _interruption(self, state: dict[str, Any]) -> Interrupted:
+    def _interruption(self, state: TrainState) -> Interrupted:
         return Interrupted(
-            f"interrupted at step {state['step']} (epoch {self._epoch_of(state['step'])}); checkpoint saved in "
+            f"interrupted at step {state.step} (epoch {self._epoch_of(state.step)}); checkpoint saved in "
             f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
         )

@@ -3,8 +3,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from vaelab import metrics
-from vaelab.metrics import (
+from vaelab import quality
+from vaelab.quality import (
     PSNR_CAP_DB,
     mse_per_image,
     psnr_orig_per_image,
@@ -49,7 +49,7 @@ def test_ssim_per_channel_matches_scikit_image_on_colour_and_other_sizes(shape):
 def test_ssim_convolution_path_for_large_images_agrees(monkeypatch):
     x, y = image_pairs(n=4, shape=(3, 40, 40))
     banded = ssim_per_image(x, y)
-    monkeypatch.setattr(metrics, "SSIM_BANDED_MAX_SIDE", 16)  # as if 40 px were large
+    monkeypatch.setattr(quality, "SSIM_BANDED_MAX_SIDE", 16)  # as if 40 px were large
     torch.testing.assert_close(ssim_per_image(x, y), banded, atol=1e-5, rtol=0)
 
 

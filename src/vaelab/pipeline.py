@@ -1,0 +1,249 @@
+"""vaelab from Python: train one VAE, or a study of latent sizes, end to end.
+
+``train`` trains a run, then scores its end-of-training measures and draws its figures with the
+trained model still in memory; ``study`` does that for each latent size and builds the report. Both
+return result objects (run directories, histories, final measures, figures) and are what the
+``vaelab train`` and ``vaelab study`` commands call::
+
+    import vaelab
+    result = vaelab.study([2, 16], "runs/demo", vaelab.RunConfig(train=vaelab.TrainConfig(epochs=2)))
+    result.runs[16].test["loss"], result.report.html
+
+Messages (what is being drawn, the final measures) go to ``notify``, ``print`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import distributed, rundir
+from .checkpoint import load_checkpoint
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .errors import Interrupted, SettingsError
+from .measures import DEFAULT_IWAE_K, final_measures, iwae_each_epoch
+from .models import VAE
+from .report import Report, build_report
+from .training import Trainer
+
+DEFAULT_STUDY_DIR = Path("runs/study")
+DEFAULT_LATENT_DIMS = (2, 4, 16)
+Notify = Callable[[str], None]
+
+
+@dataclass
+class RunOptions:
+    """How to run (what to train is the RunConfig)."""
+
+    resume: bool = False  # continue the run(s) in the directory; they keep the settings they were started with...
+    resume_epochs: int | None = None  # ...except the epoch count, when given here
+    progress: bool = True  # progress bars
+    detect_anomaly: bool = False  # autograd anomaly detection, to find the operation that makes a NaN (slow)
+    artifacts: bool = True  # record latent frames while training, draw the figures and GIFs at the end
+    projection: str | None = None  # 2-D view of larger latent spaces: tsne or pca (default: the run's last, else tsne)
+    measures: bool = True  # IWAE log-likelihood, active units, probe, generation score after training
+    iwae_k: int = DEFAULT_IWAE_K
+    iwae_every_epoch: bool = False  # also estimate the test IWAE log-likelihood after every epoch
+    tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
+    mlflow_uri: str | None = None  # also log to MLflow: this tracking server, or "" for STUDY_DIR/mlflow.db
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    history: list[dict[str, Any]]  # one record per evaluation point, as in metrics.json
+    final: dict[str, Any] = field(default_factory=dict)  # the end-of-training measures, when scored
+    figures: dict[str, Path] = field(default_factory=dict)  # file name -> path, when drawn
+    model: VAE | None = None  # the trained model (None for a run a resumed study skipped as finished)
+    skipped: bool = False  # already finished: loaded from disk, not trained
+
+    @property
+    def test(self) -> dict[str, float]:
+        """The test metrics of the last evaluation point: loss (-ELBO), nll, kl, mse, ssim, psnr."""
+        return self.history[-1]["test"]
+
+
+@dataclass
+class StudyResult:
+    study_dir: Path
+    runs: dict[int, RunResult]  # by latent size
+    report: Report
+
+
+def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = None,
+          options: RunOptions | None = None, *, dataset: Dataset | None = None,
+          ddp: distributed.DdpContext | None = None, notify: Notify = print) -> RunResult:
+    """Train one VAE into ``run_dir`` (default: the default study's ``latent_<z>``), then score its final
+    measures and draw its figures. ``dataset`` replaces the one the config names (e.g. a slice of it).
+    Under torchrun pass this process's ``ddp``: every rank trains, rank 0 alone measures and draws."""
+    config = config or RunConfig()
+    options = options or RunOptions()
+    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_of(DEFAULT_STUDY_DIR, config.model.latent_dim)
+    if options.resume:  # under torchrun rank 0 reads the saved config and every rank uses it
+        config = distributed.from_main(ddp, lambda: resumed_config(run_dir, config, options.resume_epochs))
+    if ddp and config.train.batch_size < ddp.world_size:
+        raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
+                            f"{ddp.world_size} processes; give at least one image per process.")
+    if options.mlflow_uri is not None:
+        from .trackers import require_mlflow
+
+        require_mlflow()  # before anything trains
+    if dataset is None:
+        dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
+                               image_size=config.data.image_size, progress=options.progress)
+    # The models build from the data's shape, and the run's config records it so load_model can too.
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
+    trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
+                      ddp=ddp)
+    add_hooks(trainer, options)
+    tracking = tracker(trainer, options)
+    try:
+        history = trainer.run(resume=options.resume)
+        result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
+        if trainer.is_main and options.measures:
+            result.final = measure(trainer, dataset, options, notify)
+        if trainer.is_main and options.artifacts:
+            result.figures = draw(trainer, options, notify)
+    except BaseException:
+        if tracking is not None:
+            tracking.abandon()
+        raise
+    if tracking is not None:
+        tracking.finish(result.final or None, [run_dir / rundir.METRICS_JSON, run_dir / rundir.CONFIG,
+                                               *result.figures.values()])
+    return result
+
+
+def add_hooks(trainer: Trainer, options: RunOptions) -> None:
+    """What the trainer records at each evaluation point (on rank 0 only)."""
+    if options.iwae_every_epoch:
+        trainer.hooks.append(iwae_each_epoch(trainer.test_x, options.iwae_k))
+    if options.artifacts:
+        from .visualisation import ArtifactRecorder
+
+        trainer.hooks.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels))
+
+
+def tracker(trainer: Trainer, options: RunOptions) -> Any:
+    """The experiment trackers' hook (TensorBoard, MLflow), added last so it sees what the hooks before it
+    added to the record; None on ranks other than 0, or when no tracker is asked for."""
+    from .trackers import tracker_hook
+
+    if not trainer.is_main:
+        return None
+    hook = tracker_hook(trainer.run_dir, trainer.config, trainer.test_x, trainer.test_labels, options.tensorboard,
+                        options.mlflow_uri)
+    if hook is not None:
+        trainer.hooks.append(hook)
+    return hook
+
+
+def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Notify) -> dict[str, Any]:
+    """The end-of-training measures of the trained model, added to metrics.json under "final"."""
+    from .classifier import load_or_train_classifier
+    from .rundir import write_metrics
+
+    state = trainer.state
+    classifier = load_or_train_classifier(dataset, trainer.device, progress=options.progress)
+    if classifier.trained_now:
+        notify(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
+               f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
+    measures, seconds = final_measures(state.model, trainer.config, dataset, classifier, options.iwae_k)
+    write_metrics(trainer.run_dir, trainer.config, state.history, trainer.eval_sizes, trainer.environment,
+                  final=measures)
+    notify(f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
+           f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}, "
+           f"probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
+           f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
+    return measures
+
+
+def draw(trainer: Trainer, options: RunOptions, notify: Notify) -> dict[str, Path]:
+    from .visualisation import render_run_artifacts
+
+    latent_dim = trainer.config.model.latent_dim
+    notify(f"latent {latent_dim}: drawing figures and GIFs ...")
+    model = trainer.state.model
+    if trainer.device.type != "cpu":  # the figures are drawn on the CPU; the run's model stays where it is
+        model = copy.deepcopy(model).cpu()
+    written = render_run_artifacts(trainer.run_dir, options.projection, model=model)
+    notify(f"latent {latent_dim}: {len(written)} figures in {trainer.run_dir}")
+    return written
+
+
+def study(latent_dims: Iterable[int] = DEFAULT_LATENT_DIMS, study_dir: str | os.PathLike = DEFAULT_STUDY_DIR,
+          config: RunConfig | None = None, options: RunOptions | None = None, *, dataset: Dataset | None = None,
+          notify: Notify = print) -> StudyResult:
+    """Train one VAE per latent size (``config`` with its latent size replaced) under ``study_dir``, then
+    build the report. With ``options.resume`` finished sizes are skipped and an interrupted one continues."""
+    dims = list(dict.fromkeys(int(d) for d in latent_dims))
+    config = config or RunConfig()
+    options = options or RunOptions()
+    study_dir = Path(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    base = saved_study_config(study_dir, dims, config) if options.resume else config
+    runs = {}
+    for d in dims:
+        run_dir = rundir.run_dir_of(study_dir, d)
+        run_config = with_latent_dim(base, d, options.resume_epochs)
+        if options.resume:
+            run_config = resumed_config(run_dir, run_config, options.resume_epochs)
+            runs[d] = finished_run(run_dir, run_config, options)
+            if runs[d] is not None:
+                notify(f"latent {d}: already finished, skipped")
+                continue
+        notify(f"== latent size {d} -> {run_dir}")
+        try:
+            runs[d] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
+                              f"--latent-dims {','.join(map(str, dims))} --resume") from None
+    rundir.write_study_file(study_dir, dims)
+    return StudyResult(study_dir, runs, build_report(study_dir))
+
+
+def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> RunConfig:
+    """A resumed run keeps the config it was started with (``fallback`` where it saved none); only the
+    epoch count may change."""
+    saved_path = run_dir / rundir.CONFIG
+    if not saved_path.exists():
+        return fallback
+    saved = RunConfig.load(saved_path)
+    if epochs is not None:
+        saved.train.epochs = epochs
+    return saved
+
+
+def saved_study_config(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:
+    """A resumed study keeps the settings it was started with, also for the sizes it has not reached."""
+    for d in dims:
+        saved = rundir.run_dir_of(study_dir, d) / rundir.CONFIG
+        if saved.exists():
+            return RunConfig.load(saved)
+    return fresh
+
+
+def with_latent_dim(config: RunConfig, latent_dim: int, epochs: int | None = None) -> RunConfig:
+    train_config = dataclasses.replace(config.train, epochs=epochs) if epochs is not None else config.train
+    model_config = dataclasses.replace(config.model, latent_dim=latent_dim)
+    return dataclasses.replace(config, model=model_config, train=train_config)
+
+
+def finished_run(run_dir: Path, config: RunConfig, options: RunOptions) -> RunResult | None:
+    """The run as it is on disk when it has trained all its epochs (and has its final measures, if they are
+    asked for); None when it still has work to do."""
+    checkpoint = run_dir / rundir.CHECKPOINT
+    if not checkpoint.exists():
+        return None
+    saved = load_checkpoint(checkpoint)
+    if saved["epoch"] < config.train.epochs or (options.measures and not rundir.has_final_measures(run_dir)):
+        return None
+    metrics = rundir.read_metrics(run_dir)
+    return RunResult(run_dir, config, saved["history"], final=metrics.final if metrics else {}, skipped=True)

@@ -1,0 +1,126 @@
+"""The final-metrics table: one row per latent size, as CSV, Markdown and the data of the page's tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import write_text_atomic
+from ..evaluation import METRICS
+from .reading import duration, epoch_text
+from .study import ReportedRun
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # field of final_rows() and of the CSV
+    header: str
+    fmt: str  # format spec in the Markdown and HTML tables
+    better: str | None = None  # "low" or "high": the best value is marked in the HTML table
+
+
+TABLE_COLUMNS = (
+    Column("test_loss", "test −ELBO", ".2f", "low"),
+    Column("test_nll", "test NLL", ".2f", "low"),
+    Column("test_kl", "test KL", ".2f"),
+    Column("test_mse", "test MSE", ".4f", "low"),
+    Column("test_ssim", "test SSIM", ".3f", "high"),
+    Column("test_psnr", "test PSNR (dB)", ".2f", "high"),
+    # The published project's definitions (scikit-image defaults on [-1, 1]); empty for runs that predate them.
+    Column("test_ssim_orig", "test SSIM (orig.)", ".3f", "high"),
+    Column("test_psnr_orig", "test PSNR (orig., dB)", ".2f", "high"),
+    Column("train_loss", "train −ELBO", ".2f", "low"),
+    Column("train_mse", "train MSE", ".4f", "low"),
+)
+
+
+def final_rows(runs: Sequence[ReportedRun]) -> list[dict[str, Any]]:
+    """One row per latent size: its latest evaluation point and every "final" measure."""
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {
+            "latent_dim": run.latent_dim,
+            "epochs_done": run.epochs_done,
+            "epochs_planned": run.epochs_planned,
+            "finished": run.finished,
+            "wall_time_s": run.wall_time_s,
+        }
+        for split in ("test", "train"):
+            row.update({f"{split}_{m}": float(run.latest[split][m]) for m in METRICS if m in run.latest[split]})
+        for key, value in run.final.items():
+            row[key if key not in row else f"final_{key}"] = value
+        rows.append(row)
+    return rows
+
+
+MEASURE_COLUMNS = {c.key: c for c in (
+    Column("iwae_log_likelihood", "IWAE log p(x)", ".2f", "high"),
+    Column("iwae_k", "IWAE K", "g"),
+    Column("active_units", "active units", "g"),
+    Column("latent_units", "latent units", "g"),
+    Column("probe_accuracy", "probe accuracy", ".3f", "high"),
+    Column("fd_classifier", "FD (classifier)", ".2f", "low"),
+    Column("recon_class_accuracy", "recon class acc.", ".3f", "high"),
+    Column("sample_class_entropy", "sample class entropy", ".3f"),
+    Column("classifier_test_accuracy", "classifier test acc.", ".4f"),
+)}
+
+
+def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
+    """A column for every "final" measure any run has, in the order they appear."""
+    fixed = {"latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
+             *(f"{s}_{m}" for s in ("test", "train") for m in METRICS)}
+    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed)
+    return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
+
+
+def final_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
+    """The table's columns: the fixed metrics, then every "final" measure any run has."""
+    return [*TABLE_COLUMNS, *measure_columns(rows)]
+
+
+def write_final_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def epochs_cell(row: dict[str, Any]) -> str:
+    done, planned = row["epochs_done"], row["epochs_planned"]
+    return epoch_text(done) if row["finished"] else f"{epoch_text(done)} of {planned}"
+
+
+def format_cell(row: dict[str, Any], column: Column) -> str:
+    value = row.get(column.key)
+    return "" if value is None else format(value, column.fmt)
+
+
+def final_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    columns = final_columns(rows)
+    header = ["latent size", "epochs", *(c.header.replace("−", "-") for c in columns), "time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for row in rows:
+        cells = [str(row["latent_dim"]), epochs_cell(row), *(format_cell(row, c) for c in columns),
+                 duration(row["wall_time_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("Test and train metrics at each run's latest evaluation point; -ELBO, NLL and KL in nats per image. "
+            "An epoch count 'x of y' marks a run still training or interrupted.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> dict[str, float]:
+    """The best value of each ranked column, among the finished runs when there are any (as in the reading)."""
+    rows = [row for row in rows if row["finished"]] or rows
+    best = {}
+    for column in columns:
+        values = [row[column.key] for row in rows if row.get(column.key) is not None]
+        if column.better and len(values) > 1:
+            best[column.key] = min(values) if column.better == "low" else max(values)
+    return best

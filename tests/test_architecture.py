@@ -1,0 +1,64 @@
+"""The code's shape: data flows one way, CLI -> pipeline -> (data, model) -> trainer -> evaluation/measures ->
+figures/report, and no module imports one that stands later in that flow."""
+
+import ast
+from pathlib import Path
+
+import vaelab
+
+PACKAGE = Path(vaelab.__file__).parent
+# Each module's place in the flow; a module may import only modules at its own place or earlier.
+LAYERS = {
+    0: ["errors", "atomic", "quality", "losses", "precision"],
+    1: ["config", "rundir", "locks", "environment"],
+    2: ["data", "images", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
+    3: ["evaluation", "distributed"],
+    4: ["training"],
+    5: ["measures", "visualisation", "trackers"],
+    6: ["report"],
+    7: ["pipeline", "explorer", "guard", "export"],
+    8: ["serve", "cli", "notebook", "__init__", "__main__"],
+}
+PLACE = {name: layer for layer, names in LAYERS.items() for name in names}
+
+
+def module_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE).with_suffix("")
+    return relative.parts[0] if len(relative.parts) > 1 else relative.name  # report/page.py -> report
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The vaelab modules ``path`` imports (relative imports; ``from . import x`` names module x)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            inside_subpackage = path.parent != PACKAGE
+            if node.level == 1 and inside_subpackage:
+                continue  # a sibling in the same sub-package
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found - {"__version__"}
+
+
+def test_every_module_has_a_place_in_the_flow():
+    modules = {module_of(p) for p in PACKAGE.rglob("*.py")}
+    assert modules == set(PLACE), f"place these modules in LAYERS: {sorted(modules ^ set(PLACE))}"
+
+
+def test_no_module_imports_one_later_in_the_flow():
+    backwards = []
+    for path in PACKAGE.rglob("*.py"):
+        importer = module_of(path)
+        for imported in imported_modules(path):
+            if PLACE[imported] > PLACE[importer]:
+                backwards.append(f"{path.relative_to(PACKAGE)} imports {imported}")
+    assert backwards == []
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60]
+    assert long == []

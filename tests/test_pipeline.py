@@ -1,0 +1,70 @@
+"""The Python API: a study in a few lines, results returned, the trained models kept in memory."""
+
+import json
+
+import pytest
+import torch
+
+import vaelab
+from conftest import small_config
+from vaelab.checkpoint import load_model
+from vaelab.pipeline import RunOptions
+
+QUICK = RunOptions(progress=False, measures=False, artifacts=False)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    theirs = b.state_dict()
+    return all(torch.equal(weight, theirs[name]) for name, weight in a.state_dict().items())
+
+
+def test_a_small_study_from_python_returns_its_runs_and_report(mnist, tmp_path):
+    messages = []
+    result = vaelab.study([2, 3], tmp_path / "study", small_config(epochs=1), QUICK, dataset=mnist.head(512, 200),
+                          notify=messages.append)
+    assert sorted(result.runs) == [2, 3] and result.report.html.exists()
+    for latent_dim, run in result.runs.items():
+        assert run.run_dir == tmp_path / "study" / f"latent_{latent_dim}" and run.config.model.latent_dim == latent_dim
+        assert json.loads((run.run_dir / "metrics.json").read_text())["history"] == run.history
+        assert run.test == run.history[-1]["test"] and run.test["loss"] > 0
+        assert not run.model.training and same_weights(run.model, load_model(run.run_dir)[0])
+    assert "== latent size 3 -> " + str(tmp_path / "study" / "latent_3") in messages
+    again = vaelab.study([2, 3], tmp_path / "study", small_config(epochs=1), RunOptions(resume=True, measures=False),
+                         notify=messages.append)
+    assert all(run.skipped and run.model is None for run in again.runs.values())
+    assert [again.runs[d].history for d in (2, 3)] == [result.runs[d].history for d in (2, 3)]
+
+
+def test_train_measures_and_draws_with_the_model_in_memory(mnist, tmp_path, monkeypatch, tiny_classifier):
+    def no_reload(*args, **kwargs):
+        raise AssertionError("the trained model was read back from disk")
+
+    monkeypatch.setattr("vaelab.classifier.load_or_train_classifier", lambda *args, **kwargs: tiny_classifier)
+    monkeypatch.setattr("vaelab.visualisation.load_model", no_reload)
+    options = RunOptions(progress=False, projection="pca", iwae_k=2)
+    run = vaelab.train(small_config(epochs=1), tmp_path / "run", options, dataset=mnist.head(512, 200),
+                       notify=lambda message: None)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["final"] == run.final and run.final["iwae_k"] == 2 and run.final["latent_units"] == 2
+    assert {"samples.png", "manifold.png", "latent_space.gif"} <= set(run.figures)
+    assert all(path.exists() for path in run.figures.values())
+
+
+def test_resuming_keeps_the_saved_settings_but_may_extend_the_epochs(mnist, tmp_path):
+    data = mnist.head(256, 100)
+    vaelab.train(small_config(epochs=1, lr=3e-3), tmp_path / "run", QUICK, dataset=data, notify=print)
+    more = RunOptions(resume=True, resume_epochs=2, progress=False, measures=False, artifacts=False)
+    run = vaelab.train(small_config(epochs=5, lr=1e-4), tmp_path / "run", more, dataset=data, notify=print)
+    assert run.config.train.lr == 3e-3 and run.config.train.epochs == 2
+    assert [r["epoch"] for r in run.history][-2:] == [1.0, 2.0]
+
+
+def test_a_global_batch_smaller_than_the_world_is_refused_before_training(tmp_path):
+    from vaelab.distributed import DdpContext
+    from vaelab.errors import SettingsError
+
+    ddp = DdpContext(rank=0, local_rank=0, world_size=4, device=torch.device("cpu"))
+    config = small_config()
+    config.train.batch_size = 2
+    with pytest.raises(SettingsError, match="global batch"):
+        vaelab.train(config, tmp_path / "run", QUICK, ddp=ddp)
