@@ -73,7 +73,7 @@ def test_tensorboard_has_the_config_as_hparams_and_the_final_latent_means(tracke
 
     from vaelab.checkpoint import load_model
     from vaelab.data import load_dataset
-    from vaelab.training import as_float_images
+    from vaelab.prepare import as_float_images
     from vaelab.visualisation import stratified_subsample
 
     run = tracked_study / "latent_3"
