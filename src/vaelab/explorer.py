@@ -36,6 +36,8 @@ LIMIT_MARGIN = 1.25  # ...unless the run's own test posterior means reach furthe
 SCATTER_POINTS = 2000
 SCATTER_SEED = 0
 GALLERY_PER_CLASS = 3
+GALLERY_CLASSES = 10  # the gallery shows the first few test images of at most this many classes
+GALLERY_UNLABELLED = 30  # ...or, without labels, this many of the first test images
 MAX_INTERPOLATION_STEPS = 32
 MAX_IMAGE_SIDE = 2048
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -84,10 +86,31 @@ class ServedRun:
 class Explorer:
     runs: dict[str, ServedRun]
     dataset: str
-    test_images: torch.Tensor  # uint8 (N, 28, 28)
-    test_labels: torch.Tensor  # int64 (N,)
+    test_images: torch.Tensor  # uint8 (N, H, W) grey or (N, C, H, W) colour, as the data set holds them
+    test_labels: torch.Tensor  # int64 (N,), -1 without labels
     scatter_indices: torch.Tensor  # the test digits drawn on the 2-D plane
     gallery_indices: torch.Tensor  # the test digits offered as thumbnails
+    class_names: tuple[str, ...] | None = None  # names of labels 0, 1, ...; None: the labels are digits
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        shape = tuple(int(d) for d in self.test_images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
+
+    @property
+    def drawable(self) -> bool:
+        """Grey 28x28 images: a drawing, made MNIST-style, is an input like the training images. Other
+        data gets an image upload instead of the drawing canvas."""
+        return self.image_shape == (1, CANVAS_SIDE, CANVAS_SIDE)
+
+    @property
+    def labelled(self) -> bool:
+        return bool((self.test_labels >= 0).any())
+
+    def display_image(self, index: int) -> np.ndarray:
+        """Test image ``index`` as (H, W) grey or (H, W, C) colour uint8: the pixel order the page draws."""
+        image = self.test_images[index].numpy()
+        return image if image.ndim == 2 else image.transpose(1, 2, 0)
 
     def run(self, name: str) -> ServedRun:
         if name not in self.runs:
@@ -141,7 +164,8 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
                          test_mu=posterior_means(model, as_float_images(images)))
         decode(runs[name], torch.zeros(1, config.model.latent_dim))  # pay one-time set-up costs now, not on a click
     return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
-                    scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels))
+                    scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels),
+                    class_names=dataset.class_names)
 
 
 def recorded_data_dir(run_dir: Path) -> str | None:
@@ -171,8 +195,12 @@ def scatter_subset(n: int) -> torch.Tensor:
 
 
 def gallery_subset(labels: torch.Tensor) -> torch.Tensor:
-    """The first few test digits of each class, class by class."""
-    picks = [torch.nonzero(labels == c).flatten()[:GALLERY_PER_CLASS] for c in range(int(labels.max()) + 1)]
+    """The first few test digits of each class (of the first ten), class by class; without labels, the
+    first test images."""
+    if not bool((labels >= 0).any()):
+        return torch.arange(min(len(labels), GALLERY_UNLABELLED))
+    classes = min(int(labels.max()) + 1, GALLERY_CLASSES)
+    picks = [torch.nonzero(labels == c).flatten()[:GALLERY_PER_CLASS] for c in range(classes)]
     return torch.cat(picks)
 
 
@@ -271,21 +299,34 @@ def mnist_style(image: Image.Image) -> np.ndarray:
 # --- what the page asks of a model ----------------------------------------------------------------
 
 
+def fitted_upload(image: Image.Image, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """An uploaded image converted as the training folder's images were (colour mode, transparency
+    flattened, shorter side resized, centre-cropped): uint8 (H, W) grey or (H, W, 3) colour."""
+    from .images import fit_image
+
+    channels, height, width = image_shape
+    array = fit_image(image, channels, (width, height))
+    return array[0] if channels == 1 else array.transpose(1, 2, 0)
+
+
 def as_pixels(images: torch.Tensor) -> np.ndarray:
-    """Decoder means in [0, 1] -> uint8 (N, 28, 28)."""
-    return (images.squeeze(1).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+    """Decoder means in [0, 1], (N, C, H, W) -> uint8 (N, H, W) grey or (N, H, W, C) colour."""
+    pixels = (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    return (pixels[:, 0] if pixels.shape[1] == 1 else pixels.permute(0, 2, 3, 1)).numpy()
 
 
 @torch.no_grad()
 def decode(run: ServedRun, z: torch.Tensor) -> np.ndarray:
-    """Decoder means of latent points (N, latent_dim) as uint8 images (N, 28, 28)."""
+    """Decoder means of latent points (N, latent_dim) as uint8 images (N, H, W) or (N, H, W, C)."""
     return as_pixels(run.model.decoder_mean(run.model.decode(z)))
 
 
 @torch.no_grad()
 def encode_digit(run: ServedRun, digit: np.ndarray) -> dict[str, np.ndarray]:
-    """Posterior mean and standard deviation of a uint8 (28, 28) digit, and its reconstruction at the mean."""
-    mu, logvar = run.model.encode(as_float_images(digit[None]))
+    """Posterior mean and standard deviation of a uint8 (H, W) grey or (H, W, C) colour image (a drawn
+    28x28 digit, or an upload), and its reconstruction at the mean."""
+    chw = digit[None] if digit.ndim == 2 else np.ascontiguousarray(digit.transpose(2, 0, 1))
+    mu, logvar = run.model.encode(as_float_images(chw[None]))
     return {"mu": mu[0].numpy(), "std": torch.exp(0.5 * logvar)[0].numpy(), "reconstruction": decode(run, mu)[0]}
 
 

@@ -253,13 +253,18 @@ def decode_image(path: Path, channels: int, size: int) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
             image.load()
-            converted = to_mode(image, "L" if channels == 1 else "RGB")
+            return fit_image(image, channels, (size, size))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
         return None
-    if converted.size != (size, size):
+
+
+def fit_image(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A loaded image as uint8 (channels, height, width) of ``size`` = (width, height)."""
+    converted = to_mode(image, "L" if channels == 1 else "RGB")
+    if converted.size != size:
         # ImageOps.fit crops to the target's aspect around the centre, then resizes: the same as
-        # resizing the shorter side to ``size`` and centre-cropping.
-        converted = ImageOps.fit(converted, (size, size), method=Image.Resampling.BICUBIC)
+        # resizing the shorter side and centre-cropping.
+        converted = ImageOps.fit(converted, size, method=Image.Resampling.BICUBIC)
     array = np.asarray(converted, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 

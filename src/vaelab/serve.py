@@ -11,10 +11,11 @@ API (every error is JSON ``{"error": message}`` with a 4xx status):
   POST /api/runs/<run>/decode           {"z": [...]} -> decoded pixels and the server-side decode time
   POST /api/runs/<run>/sample           {"seed": int?} -> a prior draw and its decoding
   POST /api/runs/<run>/interpolate      {"a": index, "b": index, "steps": n} -> the decoded strip
-  POST /api/runs/<run>/encode           {"image": data URL} -> MNIST-style input, mean, std, reconstruction
-Pixels are row-major lists of 784 grey levels 0..255. Requests addressed to other names than the ones
-served, non-JSON POST bodies and cross-site POSTs are refused, and every response carries a strict
-Content-Security-Policy (see ``guard``).
+  POST /api/runs/<run>/encode           {"image": data URL} -> model input (a drawing made MNIST-style,
+                                        or an upload fitted to the data's size), mean, std, reconstruction
+Pixels are row-major lists of levels 0..255: H*W grey, or H*W*3 interleaved RGB (``image`` in /api/runs).
+Requests addressed to other names than the ones served, non-JSON POST bodies and cross-site POSTs are
+refused, and every response carries a strict Content-Security-Policy (see ``guard``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .explorer import (
     decode,
     decode_image_data,
     encode_digit,
+    fitted_upload,
     interpolation_path,
     latent_vector,
     load_explorer,
@@ -99,7 +101,11 @@ def add_data_routes(app: Flask, explorer: Explorer) -> None:
     """What the page reads once: the runs, the test digits, a run's latent plane."""
     @app.get("/api/runs")
     def runs() -> Response:
+        channels, height, width = explorer.image_shape
         return jsonify(dataset=explorer.dataset, test_size=len(explorer.test_labels),
+                       image={"channels": channels, "height": height, "width": width},
+                       drawable=explorer.drawable, labelled=explorer.labelled,
+                       class_names=list(explorer.class_names) if explorer.class_names else None,
                        max_interpolation_steps=MAX_INTERPOLATION_STEPS,
                        runs=[run.summary() for run in explorer.runs.values()])
 
@@ -107,7 +113,7 @@ def add_data_routes(app: Flask, explorer: Explorer) -> None:
     def gallery() -> Response:
         indices = explorer.gallery_indices.tolist()
         return jsonify(digits=[{"index": i, "label": int(explorer.test_labels[i]),
-                                "pixels": pixels(explorer.test_images[i].numpy())} for i in indices])
+                                "pixels": pixels(explorer.display_image(i))} for i in indices])
 
     @app.get("/api/runs/<name>/plane")
     def plane(name: str) -> Response:
@@ -129,7 +135,7 @@ def add_data_routes(app: Flask, explorer: Explorer) -> None:
             raise NotFound(f"no test digit {index}; the test set has {len(explorer.test_labels)} images "
                            f"(0 to {len(explorer.test_labels) - 1}).")
         return jsonify(index=index, label=int(explorer.test_labels[index]), mu=rounded(run.test_mu[index], 5),
-                       pixels=pixels(explorer.test_images[index].numpy()))
+                       pixels=pixels(explorer.display_image(index)))
 
 
 def add_model_routes(app: Flask, explorer: Explorer) -> None:
@@ -166,7 +172,8 @@ def add_model_routes(app: Flask, explorer: Explorer) -> None:
     @app.post("/api/runs/<name>/encode")
     def encode(name: str) -> Response:
         run = find_run(explorer, name)
-        digit_image = mnist_style(decode_image_data(json_body().get("image")))
+        uploaded = decode_image_data(json_body().get("image"))
+        digit_image = mnist_style(uploaded) if explorer.drawable else fitted_upload(uploaded, explorer.image_shape)
         posterior = encode_digit(run, digit_image)
         return jsonify(input=pixels(digit_image), mu=rounded(posterior["mu"], 5), std=rounded(posterior["std"], 5),
                        reconstruction=pixels(posterior["reconstruction"]))

@@ -66,24 +66,39 @@ function liveRequest(send) {
 // --- drawing images -------------------------------------------------------------------------------
 
 const scratch = document.createElement("canvas");
-scratch.width = scratch.height = 28;
+const MAX_UPLOAD_BYTES = 3 * 1024 * 1024; // base64 makes it 4/3 larger: under the server's 4 MiB request limit
+
+// The data's image size and channels (28x28 grey until /api/runs says otherwise).
+const imageShape = () => (state.meta && state.meta.image) || { channels: 1, height: 28, width: 28 };
 
 function drawPixels(canvas, pixels) {
+  const { channels, height, width } = imageShape();
+  scratch.width = width;
+  scratch.height = height;
   const context = scratch.getContext("2d");
-  const image = context.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
-    image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = pixels[i];
+  const image = context.createImageData(width, height);
+  for (let i = 0; i < width * height; i++) {
+    for (let c = 0; c < 3; c++) image.data[4 * i + c] = pixels[channels === 1 ? i : 3 * i + c];
     image.data[4 * i + 3] = 255;
   }
   context.putImageData(image, 0, 0);
   const target = canvas.getContext("2d");
-  target.imageSmoothingEnabled = canvas.width % 28 !== 0; // whole-pixel scales stay crisp
+  target.imageSmoothingEnabled = canvas.width % width !== 0; // whole-pixel scales stay crisp
   target.drawImage(scratch, 0, 0, canvas.width, canvas.height);
+}
+
+// "test digit #3 (a 7)", "test image #3 (cat)" or, without labels, "test image #3".
+function describeTest(index, label) {
+  const meta = state.meta || {};
+  if (meta.labelled === false || label < 0) return `test image #${index}`;
+  if (meta.class_names) return `test image #${index} (${meta.class_names[label]})`;
+  return `test digit #${index} (a ${label})`;
 }
 
 function digitCanvas(pixels, title) {
   const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = 28;
+  canvas.width = imageShape().width;
+  canvas.height = imageShape().height;
   canvas.title = title;
   drawPixels(canvas, pixels);
   return canvas;
@@ -243,7 +258,7 @@ function renderScatter(plane, canvas) {
   ctx.globalAlpha = 0.6;
   for (let i = 0; i < plane.x.length; i++) {
     const [px, py] = g.toPx(plane.x[i], plane.y[i]);
-    ctx.fillStyle = COLORS[plane.labels[i] % COLORS.length];
+    ctx.fillStyle = plane.labels[i] < 0 ? "#6b7080" : COLORS[plane.labels[i] % COLORS.length];
     ctx.beginPath(); ctx.arc(px, py, 2, 0, 2 * Math.PI); ctx.fill();
   }
   ctx.globalAlpha = 1;
@@ -309,13 +324,15 @@ function wirePlane() {
 function buildLegend() {
   const legend = $("legend");
   legend.replaceChildren();
-  for (let digit = 0; digit < 10; digit++) {
+  if (state.meta.labelled === false) return; // one colour, nothing to tell apart
+  const names = state.meta.class_names || Array.from({ length: 10 }, (_, digit) => String(digit));
+  names.slice(0, COLORS.length).forEach((name, label) => {
     const item = document.createElement("span");
     const swatch = document.createElement("i");
-    swatch.style.background = COLORS[digit];  // a CSSOM property, which the page's CSP allows; a style="" attribute it refuses
-    item.append(swatch, String(digit));
+    swatch.style.background = COLORS[label];  // a CSSOM property, which the page's CSP allows; a style="" attribute it refuses
+    item.append(swatch, name);
     legend.append(item);
-  }
+  });
 }
 
 // --- sliders ------------------------------------------------------------------------------------------
@@ -366,7 +383,7 @@ async function loadGallery() {
   const box = $("gallery");
   box.replaceChildren();
   for (const digit of state.gallery) {
-    const canvas = digitCanvas(digit.pixels, `test digit ${digit.index} (a ${digit.label})`);
+    const canvas = digitCanvas(digit.pixels, describeTest(digit.index, digit.label));
     canvas.dataset.index = String(digit.index);
     canvas.addEventListener("click", () => selectDigit(digit.index).catch(showError));
     box.append(canvas);
@@ -377,7 +394,7 @@ async function selectDigit(index) {
   const digit = await api(runPath(`digits/${index}`));
   state.selected = index;
   for (const canvas of $("gallery").children) canvas.classList.toggle("selected", canvas.dataset.index === String(index));
-  $("reset").textContent = `Reset to test digit #${index} (a ${digit.label})`;
+  $("reset").textContent = `Reset to ${describeTest(index, digit.label)}`;
   $("pick-index").value = String(index);
   setZ(digit.mu);
 }
@@ -417,7 +434,7 @@ async function drawEndpoint(id, index) {
   const known = state.gallery.find((digit) => digit.index === index);
   const digit = known || await api(runPath(`digits/${index}`));
   drawPixels($(id), digit.pixels);
-  $(id).title = `test digit #${index} (a ${digit.label})`;
+  $(id).title = describeTest(index, digit.label);
 }
 
 const requestInterpolation = liveRequest(refreshInterpolation);
@@ -429,8 +446,10 @@ function setEndpoint(which) {
 
 // --- drawing ----------------------------------------------------------------------------------------
 
-const encodeDrawing = async () => {
-  const data = await api(runPath("encode"), { image: $("draw").toDataURL("image/png") });
+const encodeDrawing = async () => showEncoded(await api(runPath("encode"), { image: $("draw").toDataURL("image/png") }));
+
+// The model input, its reconstruction and posterior: for a drawing and for an uploaded image alike.
+function showEncoded(data) {
   drawPixels($("drawn-input"), data.input);
   drawPixels($("drawn-recon"), data.reconstruction);
   drawPosterior(data.mu, data.std);
@@ -438,7 +457,28 @@ const encodeDrawing = async () => {
   state.drawnMu = data.mu;
   $("explore-drawn").disabled = false;
   bump($("drawn-recon"), "encodes");
-};
+}
+
+// Data that is not grey 28x28 digits: an uploaded image replaces the drawing canvas.
+function wireUpload() {
+  $("draw").hidden = true;
+  $("clear").hidden = true;
+  $("upload-box").hidden = false;
+  $("draw-title").textContent = "Encode an image";
+  $("gallery-title").textContent = "Test images";
+  $("draw-hint").textContent = "Choose an image file: it is converted like the training images, then encoded.";
+  $("upload").addEventListener("change", () => {
+    const file = $("upload").files[0];
+    if (!file) return;
+    if (file.size > MAX_UPLOAD_BYTES) { showError(`${file.name} is larger than 3 MB`); return; }
+    const reader = new FileReader();
+    reader.addEventListener("load", () => {
+      api(runPath("encode"), { image: reader.result }).then(showEncoded).catch(showError);
+    });
+    reader.readAsDataURL(file);
+  });
+  $("explore-drawn").addEventListener("click", () => { if (state.drawnMu) setZ(state.drawnMu); });
+}
 const requestEncode = liveRequest(encodeDrawing);
 
 function clearDrawing() {
@@ -558,11 +598,11 @@ async function start() {
   const firstOf = (label) => (state.gallery.find((d) => d.label === label) || state.gallery[0]).index;
   state.selected = state.gallery[0].index;
   state.a = firstOf(2);
-  state.b = firstOf(7);
+  state.b = state.meta.labelled === false ? state.gallery[Math.min(1, state.gallery.length - 1)].index : firstOf(7);
   buildRunButtons();
   buildLegend();
   wirePlane();
-  wireDrawing();
+  if (state.meta.drawable === false) wireUpload(); else wireDrawing();
   $("sample").addEventListener("click", () => prior().catch(showError));
   $("reset").addEventListener("click", () => selectDigit(state.selected).catch(showError));
   $("toggle-all").addEventListener("click", toggleAllSliders);
