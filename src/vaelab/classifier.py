@@ -59,16 +59,19 @@ DEFAULT_RECIPE = ClassifierRecipe()
 
 
 class DigitClassifier(nn.Module):
-    """Two 3x3 conv + max-pool stages (28 -> 14 -> 7), a ReLU feature layer and a linear head."""
+    """Two 3x3 conv + max-pool stages (28 -> 14 -> 7 on MNIST), a ReLU feature layer and a linear head;
+    built for the data's image shape and number of classes."""
 
-    def __init__(self, recipe: ClassifierRecipe = DEFAULT_RECIPE, num_classes: int = NUM_CLASSES):
+    def __init__(self, recipe: ClassifierRecipe = DEFAULT_RECIPE, num_classes: int = NUM_CLASSES,
+                 image_shape: tuple[int, ...] = (1, 28, 28)):
         super().__init__()
         c1, c2 = recipe.channels
+        channels, height, width = image_shape
         self.body = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, recipe.features), nn.ReLU(),
+            nn.Linear(c2 * (height // 4) * (width // 4), recipe.features), nn.ReLU(),
         )
         self.head = nn.Linear(recipe.features, num_classes)
 
@@ -109,6 +112,15 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor)
     return (logits.argmax(1).cpu() == labels.cpu()).double().mean().item()
 
 
+def num_classes(dataset: Dataset) -> int:
+    """The classifier's outputs: one per class folder, ten for digit labels."""
+    return len(dataset.class_names) if dataset.class_names else NUM_CLASSES
+
+
+def _new_classifier(recipe: ClassifierRecipe, dataset: Dataset) -> DigitClassifier:
+    return DigitClassifier(recipe, num_classes(dataset), dataset.image_shape)
+
+
 def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.device,
                      progress: bool = False) -> DigitClassifier:
     """Adam with a one-cycle learning rate: >= 99% test accuracy on MNIST after three epochs (README)."""
@@ -118,7 +130,7 @@ def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.d
         x, y = x[: recipe.train_size], y[: recipe.train_size]
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(recipe.seed)
-        model = DigitClassifier(recipe).to(device)
+        model = _new_classifier(recipe, dataset).to(device)
     steps_per_epoch = -(-len(x) // recipe.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
@@ -169,12 +181,12 @@ def _save_atomic(path: Path, payload: dict) -> None:
         torch.save(payload, f)
 
 
-def _load(path: Path, recipe: ClassifierRecipe, device: torch.device) -> TrainedClassifier:
+def _load(path: Path, recipe: ClassifierRecipe, dataset: Dataset, device: torch.device) -> TrainedClassifier:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("format") != CLASSIFIER_FORMAT:
             raise ValueError("not a vaelab classifier")
-        model = DigitClassifier(recipe)
+        model = _new_classifier(recipe, dataset)
         model.load_state_dict(saved["model"])
     except Exception as exc:  # torch raises many types for a foreign or corrupt file
         raise CheckpointError(
@@ -193,10 +205,10 @@ def load_or_train_classifier(dataset: Dataset, device: torch.device | str = "cpu
     directory.mkdir(parents=True, exist_ok=True)
     path = cache_path(dataset, recipe, directory)
     if path.exists():
-        return _load(path, recipe, device)
+        return _load(path, recipe, dataset, device)
     with exclusive(path):
         if path.exists():  # another process trained it while this one waited for the lock
-            return _load(path, recipe, device)
+            return _load(path, recipe, dataset, device)
         start = time.perf_counter()
         model = train_classifier(recipe, dataset, device, progress)
         train_time_s = time.perf_counter() - start

@@ -98,6 +98,14 @@ class Dataset:
         """(channels, height, width) of one image: what the models are built for."""
         return self.train.image_shape
 
+    def describe(self) -> str:
+        """One line for logs and the report: shape, colour, counts, classes."""
+        channels, height, width = self.image_shape
+        colour = "grey" if channels == 1 else "RGB" if channels == 3 else f"{channels} channels"
+        classes = (f"{len(self.class_names)} classes" if self.class_names
+                   else "digit labels" if self.labelled else "no labels")
+        return f"{channels}×{height}×{width} {colour} · {len(self.train):,} train, {len(self.test):,} test · {classes}"
+
     def head(self, n_train: int, n_test: int) -> Dataset:
         """The same dataset cut to its first ``n_train`` training and ``n_test`` test images."""
         return dataclasses.replace(self, train=self.train.head(n_train), test=self.test.head(n_test))

@@ -42,6 +42,9 @@ PROBE_SUBSET_SEED = 1
 PROBE_NEIGHBOURS = 5
 GENERATED_SAMPLES = 10_000
 SAMPLE_SEED = 777
+LABELLED_MEASURES = ("probe_accuracy", "fd_classifier", "recon_class_accuracy", "sample_class_entropy",
+                     "classifier_test_accuracy")
+NO_LABELS = "the data has no labels (a folder without class subfolders)"
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -179,11 +182,12 @@ def reference_statistics(classifier: DigitClassifier, images: torch.Tensor) -> t
 # -- all of them, once per run -------------------------------------------------------------------
 
 
-def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: TrainedClassifier,
+def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: TrainedClassifier | None,
                    iwae_k: int = DEFAULT_IWAE_K) -> tuple[dict[str, float], dict[str, float]]:
     """(measures, seconds each took). The test images are scored exactly as the trainer scores them
     (binarised with the same fixed draw under --binarize); the Fréchet distance compares samples
-    with the grey test images, the data the model imitates."""
+    with the grey test images, the data the model imitates. ``classifier`` None (unlabelled data): the
+    probe and classifier scores are left out and ``measures["absent"]`` says why."""
     device = next(model.parameters()).device
     seconds: dict[str, float] = {}
     grey_test = as_float_images(dataset.test.images, device)
@@ -201,28 +205,35 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     units = active_units(test_mu)
     seconds["active_units"] = time.perf_counter() - start
 
+    measures: dict[str, Any] = {"iwae_log_likelihood": iwae, "iwae_k": iwae_k, "active_units": units,
+                                "latent_units": test_mu.shape[1]}
+    if classifier is None:  # no labels: nothing to probe for and no classes to score samples by
+        measures["absent"] = {key: NO_LABELS for key in LABELLED_MEASURES}
+        return measures, seconds
+
     start = time.perf_counter()
-    probe = probe_accuracy(posterior_means(model, train_x), train_labels, test_mu, dataset.test.labels)
+    measures["probe_accuracy"] = probe_accuracy(posterior_means(model, train_x), train_labels, test_mu,
+                                                dataset.test.labels)
     seconds["probe"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    clf = classifier.model.to(device)
+    measures.update(generation_scores(model, classifier, grey_test, test_x, dataset))
+    seconds["generation"] = time.perf_counter() - start
+    return measures, seconds
+
+
+def generation_scores(model: VAE, classifier: TrainedClassifier, grey_test: torch.Tensor, test_x: torch.Tensor,
+                      dataset: Dataset) -> dict[str, float]:
+    """The classifier-based scores: Fréchet distance of prior samples to the test set, class accuracy on
+    reconstructions, entropy of the samples' predicted classes."""
+    clf = classifier.model.to(next(model.parameters()).device)
     sample_features, sample_logits = features_and_logits(clf, prior_samples(model))
     fd = frechet_distance(*feature_statistics(sample_features.cpu()), *reference_statistics(clf, grey_test))
     _, recon_logits = features_and_logits(clf, reconstructions(model, test_x))
-    recon_accuracy = (recon_logits.argmax(1).cpu() == dataset.test.labels).double().mean().item()
-    entropy = class_entropy(sample_logits.argmax(1))
-    seconds["generation"] = time.perf_counter() - start
-
-    measures: dict[str, Any] = {
-        "iwae_log_likelihood": iwae,
-        "iwae_k": iwae_k,
-        "active_units": units,
-        "latent_units": test_mu.shape[1],
-        "probe_accuracy": probe,
+    return {
         "fd_classifier": fd,
-        "recon_class_accuracy": recon_accuracy,
-        "sample_class_entropy": entropy,
+        "recon_class_accuracy": (recon_logits.argmax(1).cpu() == dataset.test.labels).double().mean().item(),
+        "sample_class_entropy": class_entropy(sample_logits.argmax(1), sample_logits.shape[1]),
         "classifier_test_accuracy": classifier.test_accuracy,
     }
-    return measures, seconds
+

@@ -102,7 +102,7 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
     trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
                       ddp=ddp)
-    add_hooks(trainer, options)
+    add_hooks(trainer, options, dataset)
     tracking = tracker(trainer, options)
     try:
         history = trainer.run(resume=options.resume)
@@ -121,14 +121,15 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     return result
 
 
-def add_hooks(trainer: Trainer, options: RunOptions) -> None:
+def add_hooks(trainer: Trainer, options: RunOptions, dataset: Dataset) -> None:
     """What the trainer records at each evaluation point (on rank 0 only)."""
     if options.iwae_every_epoch:
         trainer.hooks.append(iwae_each_epoch(trainer.test_x, options.iwae_k))
     if options.artifacts:
         from .visualisation import ArtifactRecorder
 
-        trainer.hooks.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels))
+        trainer.hooks.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels,
+                                              class_names=dataset.class_names))
 
 
 def tracker(trainer: Trainer, options: RunOptions) -> Any:
@@ -151,18 +152,27 @@ def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Not
     from .rundir import write_metrics
 
     state = trainer.state
-    classifier = load_or_train_classifier(dataset, trainer.device, progress=options.progress)
-    if classifier.trained_now:
-        notify(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
-               f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
+    classifier = None  # unlabelled data: no probe and no classifier scores (final_measures says why)
+    if dataset.labelled:
+        classifier = load_or_train_classifier(dataset, trainer.device, progress=options.progress)
+        if classifier.trained_now:
+            notify(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
+                   f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
     measures, seconds = final_measures(state.model, trainer.config, dataset, classifier, options.iwae_k)
     write_metrics(trainer.run_dir, trainer.config, state.history, trainer.eval_sizes, trainer.environment,
                   final=measures)
-    notify(f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
-           f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}, "
-           f"probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
-           f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
+    notify(measures_text(measures, seconds))
     return measures
+
+
+def measures_text(measures: dict[str, Any], seconds: dict[str, float]) -> str:
+    """The final measures in one line; without labels, why the probe and classifier scores are absent."""
+    text = (f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
+            f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}")
+    if "probe_accuracy" not in measures:
+        return f"{text}; no probe or classifier scores: {next(iter(measures['absent'].values()))}"
+    return (f"{text}, probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
+            f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
 
 
 def draw(trainer: Trainer, options: RunOptions, notify: Notify) -> dict[str, Path]:

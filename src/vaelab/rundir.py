@@ -156,6 +156,7 @@ class RunMetrics:
     eval_sizes: dict[str, int] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # device, processes, torch, data_dir
     final: dict[str, float] = field(default_factory=dict)  # end-of-training measures, once written
+    absent: dict[str, str] = field(default_factory=dict)  # final["absent"]: measure -> why it was not taken
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def read_metrics(run_dir: str | os.PathLike) -> RunMetrics | None:
     """The run's metrics.json, or None where there is none yet; MetricsFileError where it is unreadable.
 
     Only the shape every reader relies on is checked: a dict with a ``history`` list. ``final`` keeps
-    its numeric entries only.
+    its numeric entries only, and ``absent`` its ``"absent"`` entry (measure -> why it was not taken).
     """
     path = Path(run_dir) / METRICS_JSON
     if not path.exists():
@@ -218,6 +219,7 @@ def read_metrics(run_dir: str | os.PathLike) -> RunMetrics | None:
         eval_sizes=dict(payload.get("eval_sizes") or {}),
         environment=dict(payload.get("environment") or {}),
         final={k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        absent={str(k): str(v) for k, v in final["absent"].items()} if isinstance(final.get("absent"), dict) else {},
     )
 
 

@@ -257,6 +257,7 @@ class Trainer:
         self.channels_last = self.precision == "bf16" and config.model.arch in ("conv", "conv-spatial")
         self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
                             "precision": self.precision}
+        self.environment["images"] = dataset.describe()
         self.state: TrainState | None = None  # set by run(): the trained model is self.state.model
 
     # -- state -----------------------------------------------------------------------------------

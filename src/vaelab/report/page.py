@@ -200,6 +200,7 @@ def setup_facts(runs: Sequence[ReportedRun]) -> list[tuple[str, str]]:
     data = runs[0].config.get("data", {})
     return [
         ("dataset", str(data.get("dataset", "?"))),
+        ("images", same_or_each(runs, lambda r: r.environment.get("images") or image_shape_text(r.config))),
         ("data directory", same_or_each(runs, lambda r: r.environment.get("data_dir")
                                         or r.config.get("data", {}).get("data_dir") or "default (not recorded)")),
         ("device", same_or_each(runs, device_text)),
@@ -254,8 +255,31 @@ def metrics_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], col
 # -- the page ----------------------------------------------------------------------------------------
 
 
+def dataset_title(data: dict[str, Any]) -> str:
+    """MNIST, Fashion-MNIST, CIFAR-10, or an image folder by its directory's name."""
+    name = str(data.get("dataset", ""))
+    if name == "folder":
+        return f"images in {Path(str(data.get('data_dir') or '.')).name}/"
+    return {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(name, name.upper())
+
+
+def image_shape_text(config: dict[str, Any]) -> str:
+    shape = config.get("model", {}).get("image_shape") or (1, 28, 28)
+    return "×".join(str(d) for d in shape)
+
+
+def absent_text(runs: Sequence[ReportedRun]) -> str:
+    """Which measures no run has, and why (the reasons the runs recorded)."""
+    reasons: dict[str, list[str]] = {}
+    for run in runs:
+        for key, why in run.absent.items():
+            if key.replace("_", " ") not in reasons.setdefault(why, []):
+                reasons[why].append(key.replace("_", " "))
+    return "; ".join(f"{and_list(keys)}: {why}" for why, keys in reasons.items())
+
+
 def page_title(runs: Sequence[ReportedRun]) -> str:
-    dataset = str(runs[0].config.get("data", {}).get("dataset", "")).upper().replace("FASHION-MNIST", "Fashion-MNIST")
+    dataset = dataset_title(runs[0].config.get("data", {}))
     return f"vaelab study · {dataset} · latent sizes {and_list([str(r.latent_dim) for r in runs])}"
 
 
@@ -280,6 +304,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         runs_table=runs_table(runs, differing),
         final_table=metrics_table(rows, TABLE_COLUMNS, colours, "final-table", progress=True),
         measures_table=metrics_table(rows, measures, colours, "measures-table", progress=False) if measures else None,
+        absent=absent_text(runs),
         final_csv=FINAL_CSV,
         final_md=FINAL_MD,
         reading=reading,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class ReportedRun:
     eval_sizes: dict[str, int]
     environment: dict[str, str]  # device, torch version, data dir of the latest session (newer runs only)
     final: dict[str, float]  # metrics.json "final": end-of-training measures, when training wrote them
+    absent: dict[str, str] = field(default_factory=dict)  # measure -> why it was not taken (e.g. no labels)
 
     @property
     def latest(self) -> dict[str, Any]:
@@ -81,7 +82,8 @@ def read_run(run_dir: Path) -> ReportedRun:
     except (KeyError, TypeError, ValueError):
         raise ReportError(f"{run_dir.name}/ has no readable run config (latent size, epochs)") from None
     return ReportedRun(latent_dim=latent_dim, path=run_dir, config=config, history=history,
-                       eval_sizes=metrics.eval_sizes, environment=metrics.environment, final=metrics.final)
+                       eval_sizes=metrics.eval_sizes, environment=metrics.environment, final=metrics.final,
+                       absent=metrics.absent)
 
 
 def _is_record(record: Any) -> bool:

@@ -62,7 +62,7 @@ def describe_architecture(model: VAE) -> list[LayerInfo]:
                 handles.append(module.register_forward_hook(record))
     device = next(model.parameters()).device
     try:
-        mu, _ = model.encode(torch.zeros((2, 1, 28, 28), device=device))
+        mu, _ = model.encode(torch.zeros((2, *model.config.image_shape), device=device))
         model.decode(torch.zeros_like(mu))
     finally:
         for handle in handles:
@@ -127,9 +127,9 @@ def _layer_subtitle(layer: LayerInfo, last: bool = False) -> str:
     return f"out {shape}{' = μ ‖ log σ²' if last else ''} · {layer.params:,} params"
 
 
-def _draw_encoder(diagram: _Diagram, encoder: Sequence[LayerInfo], x: float, z: int) -> Box:
+def _draw_encoder(diagram: _Diagram, encoder: Sequence[LayerInfo], x: float, z: int, image: str) -> Box:
     """The input, the encoder's layers, then μ and log σ² beside its last layer and z beside them; returns z's box."""
-    previous = diagram.box(x, 0, "input x", "1×28×28 image in [0, 1]", "io")
+    previous = diagram.box(x, 0, "input x", f"{image} image in [0, 1]", "io")
     for row, layer in enumerate(encoder, start=1):
         current = diagram.box(x, row, layer.detail, _layer_subtitle(layer, row == len(encoder)), "encoder")
         diagram.down(previous, current)
@@ -144,7 +144,8 @@ def _draw_encoder(diagram: _Diagram, encoder: Sequence[LayerInfo], x: float, z: 
     return z_box
 
 
-def _draw_decoder(diagram: _Diagram, decoder: Sequence[LayerInfo], x: float, z_box: Box, linear_output: bool) -> None:
+def _draw_decoder(diagram: _Diagram, decoder: Sequence[LayerInfo], x: float, z_box: Box, linear_output: bool,
+                  image: str) -> None:
     """The decoder's layers from the top, fed by z from the left, then the output."""
     previous = z_box
     for row, layer in enumerate(decoder):
@@ -155,9 +156,9 @@ def _draw_decoder(diagram: _Diagram, decoder: Sequence[LayerInfo], x: float, z_b
         else:
             diagram.down(previous, current)
         previous = current
-    out = (diagram.box(x, len(decoder), "(x + 1) / 2 → decoder mean", "1×28×28 image, [-1, 1] scale → [0, 1]", "io")
+    out = (diagram.box(x, len(decoder), "(x + 1) / 2 → decoder mean", f"{image} image, [-1, 1] scale → [0, 1]", "io")
            if linear_output else
-           diagram.box(x, len(decoder), "sigmoid → decoder mean", "1×28×28 pixel probabilities", "io"))
+           diagram.box(x, len(decoder), "sigmoid → decoder mean", f"{image} pixel probabilities", "io"))
     diagram.down(previous, out)
 
 
@@ -182,7 +183,8 @@ def render_architecture(run_dir: Path, model: VAE) -> Path:
         ax.text(x, -0.62, text, ha="center", fontsize=10.5, fontweight="bold")
     ax.text(lx, len(encoder) - 0.95, f"latent · size {z}", ha="center", fontsize=10.5, fontweight="bold")
     diagram = _Diagram(ax)
-    _draw_decoder(diagram, decoder, dx, _draw_encoder(diagram, encoder, ex, z), model.linear_output)
+    image = _shape_text(model.config.image_shape)  # e.g. 1×28×28
+    _draw_decoder(diagram, decoder, dx, _draw_encoder(diagram, encoder, ex, z, image), model.linear_output, image)
     fig.suptitle(f"VAE ({model.config.arch}), latent size {z} · {n_enc + n_dec:,} parameters · "
                  f"{model.config.likelihood} likelihood")
     return _save_png(fig, run_dir / rundir.ARCHITECTURE_PNG)

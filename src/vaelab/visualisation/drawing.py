@@ -25,11 +25,12 @@ from scipy.stats import norm
 from .. import rundir
 from ..atomic import atomic_file
 from ..models import VAE
-from .frames import Frame
+from .frames import Frame, display_images, model_images
 from .projection import latent_points
 
 SAMPLES_SEED = 0
-INTERPOLATION_PAIRS = ((0, 6), (1, 7), (2, 5), (3, 8), (4, 9))  # digits of the fixed reconstruction set
+# Positions in the fixed reconstruction set (on MNIST its digits 0..9, so digit pairs 0-6, 1-7, ...).
+INTERPOLATION_PAIRS = ((0, 6), (1, 7), (2, 5), (3, 8), (4, 9))
 INTERPOLATION_STEPS = 10
 MANIFOLD_SIZE = 20
 MANIFOLD_QUANTILES = (0.05, 0.95)
@@ -41,6 +42,7 @@ GIF_FRAME_MS = 700
 GIF_LAST_FRAME_MS = 2500
 GIF_COLOURS = 128
 DIGIT_CMAP = matplotlib.colormaps["tab10"]
+BRIGHTNESS_CMAP = matplotlib.colormaps["viridis"]
 SPLIT_STYLE = {"train": {"color": "#e07b39", "linestyle": "--"}, "test": {"color": "#2b6ca3", "linestyle": "-"}}
 STYLE = {
     "font.size": 10,
@@ -105,10 +107,29 @@ def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
     return path
 
 
-def _digit_legend(ax, labels: np.ndarray, **kwargs) -> None:
-    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=DIGIT_CMAP(int(c)), label=str(int(c)))
-               for c in np.unique(labels)]
-    ax.legend(handles=handles, title="digit", loc="center left", bbox_to_anchor=(1.01, 0.5), **kwargs)
+def _class_colour(label: int, classes: int):
+    """tab10 for up to ten classes (the digits' colours), else evenly around a cyclic map."""
+    return DIGIT_CMAP(label) if classes <= 10 else matplotlib.colormaps["hsv"]((label + 0.5) / classes)
+
+
+def _digit_legend(ax, frame: Frame, **kwargs) -> None:
+    """A legend of the classes, or, without labels, a colour bar of mean brightness."""
+    if not frame.labelled:
+        mappable = matplotlib.cm.ScalarMappable(cmap=BRIGHTNESS_CMAP,
+                                                norm=matplotlib.colors.Normalize(*_brightness_range(frame)))
+        ax.figure.colorbar(mappable, ax=ax, label="mean brightness of the image", fraction=0.05, pad=0.02)
+        return
+    classes = int(frame.labels.max()) + 1
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=_class_colour(int(c), classes),
+                      label=frame.class_name(int(c))) for c in np.unique(frame.labels)]
+    title = "digit" if frame.digits_shown else "class"
+    ax.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              ncol=1 if len(handles) <= 20 else 2, fontsize=9 if len(handles) <= 20 else 7, **kwargs)
+
+
+def _brightness_range(frame: Frame) -> tuple[float, float]:
+    values = frame.brightness if frame.brightness is not None else np.zeros(1)
+    return float(values.min()), float(max(values.max(), values.min() + 1e-6))
 
 
 def _fixed_limits(points: Sequence[np.ndarray], pad: float = 0.05) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -121,16 +142,26 @@ def _fixed_limits(points: Sequence[np.ndarray], pad: float = 0.05) -> tuple[tupl
     return (float(lows[0]), float(highs[0])), (float(lows[1]), float(highs[1]))
 
 
-def _scatter_digits(ax, points: np.ndarray, labels: np.ndarray, size: float = 5.0):
+def _scatter_values(frame: Frame) -> tuple[np.ndarray, Any, float, float]:
+    """What a latent scatter is coloured by: the class (digits: tab10), else each image's mean brightness."""
+    if not frame.labelled:
+        return (frame.brightness, BRIGHTNESS_CMAP, *_brightness_range(frame))
+    classes = int(frame.labels.max()) + 1
+    cmap = DIGIT_CMAP if classes <= 10 else matplotlib.colormaps["hsv"]
+    return frame.labels, cmap, -0.5, max(classes, 10) - 0.5
+
+
+def _scatter_digits(ax, points: np.ndarray, frame: Frame, size: float = 5.0):
+    values, cmap, low, high = _scatter_values(frame)
     order = _draw_order(len(points))
-    return ax.scatter(points[order, 0], points[order, 1], c=labels[order], cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5,
-               s=size, alpha=0.75, linewidths=0, rasterized=True)
+    return ax.scatter(points[order, 0], points[order, 1], c=values[order], cmap=cmap, vmin=low, vmax=high,
+                      s=size, alpha=0.75, linewidths=0, rasterized=True)
 
 
 def _image_grid(images: np.ndarray, rows: int, cols: int, gap: int = 2) -> np.ndarray:
-    """(rows*cols, h, w) images in [0, 1] tiled with white gaps into one array."""
-    h, w = images.shape[1:]
-    grid = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap), dtype=np.float32)
+    """(rows*cols, h, w) grey or (rows*cols, h, w, 3) colour images in [0, 1] tiled with white gaps."""
+    h, w = images.shape[1:3]
+    grid = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, *images.shape[3:]), dtype=np.float32)
     for k, image in enumerate(images[: rows * cols]):
         r, c = divmod(k, cols)
         grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
@@ -157,14 +188,15 @@ def _draw_order(n: int) -> np.ndarray:
 
 
 @_styled
-def latent_frame_figure(points: np.ndarray, labels: np.ndarray, latent_dim: int, epoch: float, method: str,
+def latent_frame_figure(points: np.ndarray, frame: Frame, latent_dim: int, method: str,
                         limits: tuple[tuple[float, float], tuple[float, float]]) -> FrameFigure:
+    epoch = frame.epoch
     fig = _figure(7.4, 6.2)
     ax = fig.add_subplot()
-    scatter = _scatter_digits(ax, points, labels)
+    scatter = _scatter_digits(ax, points, frame)
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
-    _digit_legend(ax, labels, markerscale=1.2)
+    _digit_legend(ax, frame, **({"markerscale": 1.2} if frame.labelled else {}))
     if method == "z":
         ax.set_xlabel("$z_1$ (posterior mean)")
         ax.set_ylabel("$z_2$ (posterior mean)")
@@ -186,13 +218,12 @@ def latent_frame_figure(points: np.ndarray, labels: np.ndarray, latent_dim: int,
     return FrameFigure(fig, title, [scatter])
 
 
-def show_latent_frame(figure: FrameFigure, points: np.ndarray, labels: np.ndarray, latent_dim: int,
-                      epoch: float) -> None:
+def show_latent_frame(figure: FrameFigure, points: np.ndarray, frame: Frame, latent_dim: int) -> None:
     order = _draw_order(len(points))
     scatter = figure.changing[0]
     scatter.set_offsets(points[order])
-    scatter.set_array(labels[order])
-    figure.title.set_text(f"Latent size {latent_dim} · {_epoch_text(epoch)}")
+    scatter.set_array(_scatter_values(frame)[0][order])
+    figure.title.set_text(f"Latent size {latent_dim} · {_epoch_text(frame.epoch)}")
 
 
 @_styled
@@ -200,10 +231,10 @@ def render_latent_space(run_dir: Path, frames: Sequence[Frame], projection: str)
     points, method = latent_points(run_dir, frames, projection)
     limits = _fixed_limits(points)
     latent_dim = frames[0].mu.shape[1]
-    figure = latent_frame_figure(points[0], frames[0].labels, latent_dim, frames[0].epoch, method, limits)
+    figure = latent_frame_figure(points[0], frames[0], latent_dim, method, limits)
     images = []
     for frame, p in zip(frames, points, strict=True):
-        show_latent_frame(figure, p, frame.labels, latent_dim, frame.epoch)
+        show_latent_frame(figure, p, frame, latent_dim)
         images.append(_rgb(figure.fig))
     last = _save_png(figure.fig, run_dir / rundir.LATENT_SPACE_PNG)
     return [save_gif(images, run_dir / rundir.LATENT_SPACE_GIF), last]
@@ -222,7 +253,7 @@ def _reconstruction_scores(frame: Frame, k: int) -> str:
 
 
 def _reconstruction_title(frame: Frame, latent_dim: int) -> str:
-    return f"Latent size {latent_dim} · reconstructions of fixed test digits · {_epoch_text(frame.epoch)}"
+    return f"Latent size {latent_dim} · reconstructions of fixed test {frame.what} · {_epoch_text(frame.epoch)}"
 
 
 @_styled
@@ -230,21 +261,23 @@ def reconstruction_frame_figure(frame: Frame, latent_dim: int) -> FrameFigure:
     """Originals above, reconstructions below, drawn as one image on one axes: 20 separate axes per
     frame would cost several times more to draw, and there is one such figure per evaluation point."""
     n, gap = len(frame.digits), RECONSTRUCTION_GAP
-    fig = _figure(1.25 * n + 0.9, 3.9)
+    fig = _figure(max(1.25 * n + 0.9, 7.0), 3.9)  # wide enough for the title with few classes
     ax = fig.add_axes((0.045, 0.2, 0.945, 0.63))
     image = ax.imshow(_reconstruction_grid(frame), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    pitch = 28 + gap
+    h, w = frame.digits.shape[1:3]
+    scale = h / 28  # text offsets were tuned on 28 px images
+    pitch = h + gap
     scores = []
     for k in range(n):
-        left = k * pitch - 0.5
+        left = k * (w + gap) - 0.5
         for row in (0, 1):
-            ax.add_patch(Rectangle((left, row * pitch - 0.5), 28, 28, fill=False, edgecolor="0.75", linewidth=0.8))
-        ax.text(left + 14, -2.5, f"digit {int(frame.digit_labels[k])}", ha="center", va="bottom", fontsize=10)
-        scores.append(ax.text(left + 14, pitch + 28 + 1.5, _reconstruction_scores(frame, k),
+            ax.add_patch(Rectangle((left, row * pitch - 0.5), w, h, fill=False, edgecolor="0.75", linewidth=0.8))
+        ax.text(left + w / 2, -2.5 * scale, frame.example_title(k), ha="center", va="bottom", fontsize=10)
+        scores.append(ax.text(left + w / 2, pitch + h + 1.5 * scale, _reconstruction_scores(frame, k),
                               ha="center", va="top", fontsize=8, linespacing=1.3))
     for row, label in enumerate(("original", "reconstruction")):
-        ax.text(-3.5, row * pitch + 13.5, label, ha="right", va="center", rotation=90, fontsize=10)
+        ax.text(-3.5 * scale, row * pitch + (h - 1) / 2, label, ha="right", va="center", rotation=90, fontsize=10)
     title = fig.suptitle(_reconstruction_title(frame, latent_dim))
     return FrameFigure(fig, title, [image, *scores])
 
@@ -312,7 +345,7 @@ def render_metrics(run_dir: Path, history: Sequence[dict[str, Any]], latent_dim:
 @torch.no_grad()
 def render_samples(run_dir: Path, model: VAE, seed: int = SAMPLES_SEED) -> Path:
     generator = torch.Generator().manual_seed(seed)
-    images = model.sample(64, generator)[:, 0].numpy()  # z of the model's latent shape (a 7x7 map for conv-spatial)
+    images = display_images(model.sample(64, generator))  # z of the model's latent shape (a map for conv-spatial)
     fig = _figure(6.4, 6.9)
     ax = fig.add_subplot()
     ax.imshow(_image_grid(images, 8, 8), cmap="gray", vmin=0, vmax=1)
@@ -327,16 +360,16 @@ def render_samples(run_dir: Path, model: VAE, seed: int = SAMPLES_SEED) -> Path:
 @torch.no_grad()
 def render_interpolations(run_dir: Path, model: VAE, frame: Frame) -> Path:
     """Decodings along straight lines between the posterior means of pairs of the fixed test digits."""
-    by_label = {int(c): k for k, c in enumerate(frame.digit_labels)}
-    pairs = [(by_label[a], by_label[b]) for a, b in INTERPOLATION_PAIRS if a in by_label and b in by_label]
-    digits = torch.from_numpy(frame.digits).unsqueeze(1)
-    mu, _ = model.encode(digits)
+    n = len(frame.digits)
+    # With fewer than ten fixed examples (fewer classes), lines between neighbours, then the first and last.
+    pairs = [(a, b) for a, b in INTERPOLATION_PAIRS if max(a, b) < n] or [(k, k + 1) for k in range(n - 1)][:5]
+    mu, _ = model.encode(model_images(frame.digits))
     t = torch.linspace(0, 1, INTERPOLATION_STEPS).view(-1, *[1] * (mu.dim() - 1))  # broadcasts over any latent shape
     fig = _figure(1.0 * (INTERPOLATION_STEPS + 2) + 0.6, 1.05 * len(pairs) + 1.0)
     axes = fig.subplots(len(pairs), INTERPOLATION_STEPS + 2, squeeze=False,
                         gridspec_kw={"wspace": 0.05, "hspace": 0.08})
     for row, (a, b) in enumerate(pairs):
-        path = model.decoder_mean(model.decode((1 - t) * mu[a] + t * mu[b]))[:, 0].numpy()
+        path = display_images(model.decoder_mean(model.decode((1 - t) * mu[a] + t * mu[b])))
         shown = [frame.digits[a], *path, frame.digits[b]]
         for col, image in enumerate(shown):
             ax = axes[row, col]
@@ -354,7 +387,7 @@ def render_interpolations(run_dir: Path, model: VAE, frame: Frame) -> Path:
             ax.set_title("original", fontsize=8, color="#2b6ca3")
         else:
             ax.set_title(f"t={(col - 1) / (INTERPOLATION_STEPS - 1):.2f}", fontsize=8, color="0.35")
-    fig.suptitle(f"Latent size {model.latent_dim} · straight lines between posterior means of test digits")
+    fig.suptitle(f"Latent size {model.latent_dim} · straight lines between posterior means of test {frame.what}")
     fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.85 / fig.get_figheight(), bottom=0.02)
     return _save_png(fig, run_dir / rundir.INTERPOLATIONS_PNG)
 
@@ -366,28 +399,30 @@ def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
     q = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIZE))
     z1, z2 = np.meshgrid(q, q[::-1])  # top row = largest z2, as on the scatter's y axis
     z = torch.from_numpy(np.stack([z1.ravel(), z2.ravel()], 1)).float()
-    images = model.decoder_mean(model.decode(z))[:, 0].numpy()
+    images = display_images(model.decoder_mean(model.decode(z)))
+    side = images.shape[1]
     fig = _figure(14.5, 7.0)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.12]})
     grid = _image_grid(images, MANIFOLD_SIZE, MANIFOLD_SIZE, gap=0)
     left.imshow(grid, cmap="gray", vmin=0, vmax=1)
     left.grid(False)
     ticks = np.arange(0, MANIFOLD_SIZE, 3)
-    left.set_xticks(ticks * 28 + 14, [f"{q[i]:.2f}" for i in ticks])
-    left.set_yticks(ticks * 28 + 14, [f"{q[::-1][i]:.2f}" for i in ticks])
+    left.set_xticks(ticks * side + side // 2, [f"{q[i]:.2f}" for i in ticks])
+    left.set_yticks(ticks * side + side // 2, [f"{q[::-1][i]:.2f}" for i in ticks])
     left.set_xlabel("$z_1$ (prior quantiles 5%…95%)")
     left.set_ylabel("$z_2$ (prior quantiles 5%…95%)")
     left.set_title("decoded manifold", loc="left")
     if frame is not None:
-        _scatter_digits(right, frame.mu, frame.labels, size=6)
-        _digit_legend(right, frame.labels, markerscale=1.2)
+        _scatter_digits(right, frame.mu, frame, size=6)
+        _digit_legend(right, frame, **({"markerscale": 1.2} if frame.labelled else {}))
         right.set_title(f"posterior means of {len(frame.mu):,} test images · {_epoch_text(frame.epoch)}", loc="left")
     right.add_patch(Rectangle((q[0], q[0]), q[-1] - q[0], q[-1] - q[0], fill=False, edgecolor="0.2",
                               linestyle="--", linewidth=1.2, label="decoded region"))
     right.set_xlabel("$z_1$")
     right.set_ylabel("$z_2$")
     right.set_aspect("equal", adjustable="datalim")
-    fig.suptitle("Latent size 2 · the decoder over the prior, and where the test digits land "
-                 "(dashed: the region on the left)")
+    what = "digits" if frame is None else frame.what
+    fig.suptitle(f"Latent size 2 · the decoder over the prior, and where the test {what} land (dashed: the region "
+                 "on the left)")
     fig.tight_layout()
     return _save_png(fig, run_dir / rundir.MANIFOLD_PNG)

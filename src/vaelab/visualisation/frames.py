@@ -1,13 +1,15 @@
 """Recording, on the training path: one frame of data per evaluation point, drawn from later.
 
 ``ArtifactRecorder`` is a trainer hook. At every evaluation point it saves, under ``RUN_DIR/frames/``,
-only data: the posterior means of a fixed stratified subsample of the test set (200 images per digit,
-2,000 on MNIST) and the reconstructions of one fixed test digit per class with their MSE / SSIM / PSNR.
+only data: the posterior means of a fixed stratified subsample of the test set (2,000 images shared out
+among the classes, 200 per digit on MNIST) and the reconstructions of one fixed test image per class (the
+first ten without labels) with their MSE / SSIM / PSNR.
 It costs one 10-image forward pass and a ~0.1 MB file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,21 +23,40 @@ from ..errors import ArtifactError
 from ..quality import mse_per_image, psnr_per_image, ssim_per_image
 from ..training import EvalPoint
 
-SUBSAMPLE_PER_CLASS = 200  # 2,000 test images on MNIST: enough to see every cluster, cheap to embed
+SUBSAMPLE_TOTAL = 2000  # test images in the latent scatters: enough to see every cluster, cheap to embed
 SUBSAMPLE_SEED = 0
+FIXED_EXAMPLES = 10  # reconstructed in every frame: one per class (the first ten classes), else the first ten
 
 
-def stratified_subsample(labels: np.ndarray, per_class: int = SUBSAMPLE_PER_CLASS,
+def stratified_subsample(labels: np.ndarray, per_class: int | None = None,
                          seed: int = SUBSAMPLE_SEED) -> np.ndarray:
-    """Sorted indices of up to ``per_class`` images of every label, the same for every run on the same data."""
+    """Sorted indices of up to ``per_class`` images of every label (default: ``SUBSAMPLE_TOTAL`` shared
+    out among the labels, 200 per digit on MNIST), the same for every run on the same data."""
     rng = np.random.default_rng(seed)
+    if per_class is None:
+        per_class = max(1, SUBSAMPLE_TOTAL // len(np.unique(labels)))
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
     return np.sort(np.concatenate(chosen))
 
 
 def first_index_per_class(labels: np.ndarray) -> np.ndarray:
-    """The first test image of every label, in label order: the fixed digits shown reconstructed."""
-    return np.array([np.flatnonzero(labels == c)[0] for c in np.unique(labels)])
+    """The first test image of every label, in label order: the fixed digits shown reconstructed.
+    Without labels (all -1), the first ten test images; with more than ten classes, the first ten."""
+    if (labels < 0).all():
+        return np.arange(min(FIXED_EXAMPLES, len(labels)))
+    return np.array([np.flatnonzero(labels == c)[0] for c in np.unique(labels)])[:FIXED_EXAMPLES]
+
+
+def display_images(images: torch.Tensor) -> np.ndarray:
+    """Model-side (N, C, H, W) in [0, 1] -> what imshow draws: (N, H, W) grey or (N, H, W, 3) colour."""
+    array = images.detach().cpu().float().numpy()
+    return array[:, 0] if array.shape[1] == 1 else array.transpose(0, 2, 3, 1)
+
+
+def model_images(images: np.ndarray) -> torch.Tensor:
+    """The inverse of ``display_images``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).float()
+    return tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
 
 
 @dataclass
@@ -46,13 +67,40 @@ class Frame:
     epoch: float
     step: int
     mu: np.ndarray  # (n, latent) posterior means of the subsample
-    labels: np.ndarray  # (n,)
-    digits: np.ndarray  # (10, 28, 28) the fixed originals, in [0, 1]
+    labels: np.ndarray  # (n,), -1 without labels
+    digits: np.ndarray  # (10, H, W) or (10, H, W, 3) the fixed originals, in [0, 1]
     digit_labels: np.ndarray  # (10,)
-    reconstructions: np.ndarray  # (10, 28, 28) decoder means at z = mu
+    reconstructions: np.ndarray  # like digits: decoder means at z = mu
     mse: np.ndarray  # (10,) per image
     ssim: np.ndarray
     psnr: np.ndarray
+    brightness: np.ndarray | None = None  # (n,) mean pixel of each subsampled image: the colour without labels
+    class_names: np.ndarray | None = None  # names of labels 0, 1, ... where they are not the digits themselves
+
+    @property
+    def labelled(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    @property
+    def digits_shown(self) -> bool:
+        """Labelled by the digits themselves (MNIST-like), not by named classes."""
+        return self.labelled and (self.class_names is None or not len(self.class_names))
+
+    @property
+    def what(self) -> str:
+        return "digits" if self.digits_shown else "images"
+
+    def class_name(self, label: int) -> str:
+        if self.class_names is not None and len(self.class_names) and 0 <= label < len(self.class_names):
+            return str(self.class_names[label])
+        return str(label)
+
+    def example_title(self, k: int) -> str:
+        """What the k-th fixed example is called in the figures."""
+        label = int(self.digit_labels[k])
+        if label < 0:
+            return f"test image {k}"
+        return f"digit {label}" if self.digits_shown else self.class_name(label)
 
 
 def save_frame(run_dir: Path, frame: Frame) -> Path:
@@ -60,23 +108,26 @@ def save_frame(run_dir: Path, frame: Frame) -> Path:
     path = rundir.frame_path(run_dir, frame.index)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in vars(frame).items()})
+        np.savez(f, **{k: np.asarray(v) for k, v in vars(frame).items() if v is not None})
     return path
 
 
 class ArtifactRecorder:
     """Trainer hook saving one frame per evaluation point; all drawing happens later.
 
-    ``test_images`` are the images the trainer scores (float (N, 1, 28, 28) in [0, 1], binarised
+    ``test_images`` are the images the trainer scores (float (N, C, H, W) in [0, 1], binarised
     if the run binarises), so the per-image metrics in the figures are those the trainer measures.
+    ``class_names``: the names of labels 0, 1, ... (folder names), None for digits.
     """
 
     def __init__(self, run_dir: str | Path, test_images: torch.Tensor, test_labels: torch.Tensor,
-                 per_class: int = SUBSAMPLE_PER_CLASS):
+                 per_class: int | None = None, class_names: Sequence[str] | None = None):
         self.run_dir = Path(run_dir)
         labels = test_labels.cpu().numpy()
         self.subsample = torch.from_numpy(stratified_subsample(labels, per_class))
         self.subsample_labels = labels[self.subsample.numpy()]
+        self.brightness = test_images[self.subsample.to(test_images.device)].flatten(1).mean(1).cpu().numpy()
+        self.class_names = None if class_names is None else np.array(class_names, dtype=str)
         digit_index = first_index_per_class(labels)
         self.digit_labels = labels[digit_index]
         self.digits = test_images[torch.from_numpy(digit_index).to(test_images.device)]
@@ -95,12 +146,14 @@ class ArtifactRecorder:
             step=int(point.record["step"]),
             mu=point.test_mu[self.subsample].numpy().astype(np.float32),
             labels=self.subsample_labels,
-            digits=digits[:, 0].cpu().numpy().astype(np.float32),
+            digits=display_images(digits),
             digit_labels=self.digit_labels,
-            reconstructions=recon[:, 0].cpu().numpy().astype(np.float32),
+            reconstructions=display_images(recon),
             mse=mse_per_image(digits, recon).cpu().numpy(),
             ssim=ssim_per_image(digits, recon).cpu().numpy(),
             psnr=psnr_per_image(digits, recon).cpu().numpy(),
+            brightness=self.brightness.astype(np.float32),
+            class_names=self.class_names,
         ))
 
 
