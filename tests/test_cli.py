@@ -127,7 +127,7 @@ def assert_csv_holds_every_history_value(history: list[dict], path) -> None:
 @pytest.mark.slow
 def test_final_measures_land_in_metrics_json_and_a_finished_study_is_then_skipped(mnist_dir, tmp_path, monkeypatch,
                                                                                   tiny_classifier):
-    monkeypatch.setattr("vaelab.measures.load_or_train_classifier", lambda *args, **kwargs: tiny_classifier)
+    monkeypatch.setattr("vaelab.classifier.load_or_train_classifier", lambda *args, **kwargs: tiny_classifier)
     study = tmp_path / "study"
     with_measures = [a for a in FAST if a != "--no-measures"]
     args = ["study", "-z", "3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *with_measures,
