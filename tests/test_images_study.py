@@ -90,3 +90,34 @@ def test_unlabelled_folder_leaves_out_label_measures_and_says_why(tmp_path):
     assert frame.example_title(0) == "test image 0"
     html = build_report(study).html.read_text()
     assert "Not measured: probe accuracy" in html and "the data has no labels" in html
+
+
+@pytest.mark.slow
+def test_the_explorer_serves_the_rgb_study(rgb_study, tmp_path, monkeypatch):
+    """The explorer loads the study's runs and its colour test images, decodes and encodes in RGB."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from vaelab.explorer import load_explorer
+    from vaelab.serve import create_app
+
+    monkeypatch.setenv("VAELAB_IMAGE_CACHE", str(tmp_path / "cache"))
+    client = create_app(load_explorer(rgb_study), hosts={"localhost"}).test_client()
+
+    body = client.get("/api/runs").get_json()
+    assert [r["latent_dim"] for r in body["runs"]] == [2, 4]
+    assert body["image"] == {"channels": 3, "height": 16, "width": 16} and body["drawable"] is False
+    assert body["class_names"] == ["blue", "green", "red"]
+
+    decoded = client.post("/api/runs/latent_2/decode", json={"z": [0.5, -0.5]}).get_json()["pixels"]
+    assert len(decoded) == 16 * 16 * 3 and all(0 <= p <= 255 for p in decoded)
+
+    reddish = np.zeros((40, 40, 3), dtype=np.uint8)
+    reddish[..., 0] = 220
+    buffer = io.BytesIO()
+    Image.fromarray(reddish, "RGB").save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    encoded = client.post("/api/runs/latent_4/encode", json={"image": url}).get_json()
+    assert len(encoded["input"]) == 16 * 16 * 3 and len(encoded["mu"]) == 4 and len(encoded["std"]) == 4
