@@ -141,6 +141,22 @@ def test_coherent_tsne_moves_far_less_between_frames_than_refitting_and_keeps_th
         assert accuracy > 0.95
 
 
+def test_tsne_layout_is_the_same_at_any_thread_count():
+    """t-SNE follows torch's thread count; more threads must not change a single coordinate."""
+    from vaelab.visualisation.projection import tsne_embedding
+
+    sequence, _ = drifting_clusters(frames=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tsne_embedding(sequence[1], init=tsne_embedding(sequence[0]))
+        torch.set_num_threads(2)
+        two = tsne_embedding(sequence[1], init=tsne_embedding(sequence[0]))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one, two)
+
+
 def test_projections_are_cached_and_only_new_frames_are_projected(tmp_path):
     sequence, _ = drifting_clusters(frames=4, per_cluster=10)
     frames = [type("F", (), {"step": 10 * (i + 1), "mu": mu})() for i, mu in enumerate(sequence)]
