@@ -159,7 +159,8 @@ def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeyp
                   "--study-dir", str(tmp_path / "b")).exit_code == 0
     assert invoke("train", "--preset", "original-vae", "-z", "4", "--run-dir", str(tmp_path / "c")).exit_code == 0
     assert invoke("train", "--preset", "original-small", "-z", "2", "--run-dir", str(tmp_path / "d")).exit_code == 0
-    first, second, vae, small = configs
+    assert invoke("train", "--preset", "original-wide", "-z", "2", "--run-dir", str(tmp_path / "e")).exit_code == 0
+    first, second, vae, small, wide = configs
     assert (first.model.arch, first.model.channels, first.model.latent_dim, first.model.likelihood) == (
         "resnet-spatial", (32, 64, 128), 16, "gaussian")
     assert (first.train.beta, first.train.lr, first.train.betas, first.train.batch_size, first.train.seed,
@@ -168,6 +169,9 @@ def test_preset_original_sets_the_spatial_model_and_explicit_options_win(monkeyp
     # 5e-6 on the published loss (per-pixel mean squared error on [-1, 1]) is 0.049 on vaelab's NLL at sigma 0.1.
     assert vae.model.arch == "resnet-spatial" and vae.train.beta == pytest.approx(5e-6 * 784 / 4 / (2 * 0.1**2))
     assert (small.model.arch, small.model.channels, small.train.beta) == ("conv-spatial", (32, 64), 1e-3)
+    assert (wide.model.arch, wide.model.channels, wide.model.likelihood, wide.train.beta, wide.train.lr,
+            wide.train.lr_schedule, wide.train.precision, wide.train.epochs) == (
+        "conv-spatial", (128, 256), "gaussian", 0.0, 3e-3, "onecycle", "bf16", 20)
 
 
 def test_widths_must_fit_the_architecture(tmp_path):
