@@ -274,3 +274,11 @@ def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path
     written = render_run_artifacts(tmp_path, "pca")
     assert {"samples.png", "interpolations.png", "latent_space.gif"} <= set(written)
     assert "manifold.png" not in written  # 2 channels at 7x7 is not a plane to map
+
+
+def test_scatter_markers_grow_for_small_test_splits_and_keep_mnist_size():
+    from vaelab.visualisation.drawing import marker_size
+
+    assert marker_size(2000) == 5.0  # the MNIST subsample: unchanged
+    assert marker_size(35) > marker_size(500) > marker_size(2000)
+    assert marker_size(1) == 40.0  # capped
