@@ -155,7 +155,7 @@ def tiny_classifier(mnist, tmp_path_factory):
     session temp dir: the real one takes a minute or more to train and never runs in the unit tests."""
     from vaelab.classifier import ClassifierRecipe, load_or_train_classifier
 
-    recipe = ClassifierRecipe(epochs=2, batch_size=64, train_size=4096, channels=(8, 16), features=32)
+    recipe = ClassifierRecipe(epochs=2, batch_size=64, train_size=4096, channels=(8, 16), features=32, min_steps=0)
     return load_or_train_classifier(mnist, "cpu", recipe, tmp_path_factory.mktemp("classifiers"))
 
 

@@ -49,6 +49,9 @@ class ClassifierRecipe:
     features: int = 128  # width of the penultimate layer, the feature space of the Fréchet distance
     seed: int = 0
     train_size: int | None = None  # None: the whole training split; tests use a slice
+    # Small data sets get more epochs, up to this many steps: 3 epochs of 160 LFW faces are 6 steps, after
+    # which the classifier still calls every face one class (test accuracy 0.43, sample entropy 0).
+    min_steps: int = 400
 
     def key(self) -> str:
         text = json.dumps({"version": CLASSIFIER_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
@@ -132,14 +135,14 @@ def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.d
         torch.manual_seed(recipe.seed)
         model = _new_classifier(recipe, dataset).to(device)
     steps_per_epoch = -(-len(x) // recipe.batch_size)
+    epochs = max(recipe.epochs, -(-recipe.min_steps // steps_per_epoch))
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
-                                                   total_steps=recipe.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=epochs * steps_per_epoch)
     order_rng = torch.Generator().manual_seed(recipe.seed)
     model.train()
-    with tqdm(total=recipe.epochs * len(x), unit="img", unit_scale=True, desc="digit classifier",
+    with tqdm(total=epochs * len(x), unit="img", unit_scale=True, desc="digit classifier",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for _ in range(recipe.epochs):
+        for _ in range(epochs):
             order = torch.randperm(len(x), generator=order_rng).to(device)
             for i in range(steps_per_epoch):
                 batch = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
