@@ -68,3 +68,21 @@ def test_a_global_batch_smaller_than_the_world_is_refused_before_training(tmp_pa
     config.train.batch_size = 2
     with pytest.raises(SettingsError, match="global batch"):
         vaelab.train(config, tmp_path / "run", QUICK, ddp=ddp)
+
+
+def test_an_interrupted_study_leaves_its_plan_for_the_report(mnist, tmp_path, monkeypatch):
+    from vaelab.errors import Interrupted
+    from vaelab.report.study import read_study
+
+    real_train = vaelab.pipeline.train
+
+    def train_then_stop(config, run_dir, options, **kwargs):
+        if config.model.latent_dim == 3:
+            raise Interrupted("stopped at step 0")
+        return real_train(config, run_dir, options, **kwargs)
+
+    monkeypatch.setattr(vaelab.pipeline, "train", train_then_stop)
+    with pytest.raises(Interrupted, match="--resume"):
+        vaelab.study([2, 3], tmp_path / "study", small_config(epochs=1), QUICK, dataset=mnist.head(512, 200))
+    assert json.loads((tmp_path / "study" / "study.json").read_text()) == {"latent_dims": [2, 3]}
+    assert "planned" in read_study(tmp_path / "study").left_out["latent_3"]

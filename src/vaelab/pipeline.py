@@ -199,6 +199,9 @@ def study(latent_dims: Iterable[int] = DEFAULT_LATENT_DIMS, study_dir: str | os.
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     base = saved_study_config(study_dir, dims, config) if options.resume else config
+    # Written first, so that an interrupted study's report (and `vaelab report` while it trains) shows the
+    # sizes still to come as planned, not as absent.
+    rundir.write_study_file(study_dir, dims)
     runs = {}
     for d in dims:
         run_dir = rundir.run_dir_of(study_dir, d)
@@ -215,7 +218,6 @@ def study(latent_dims: Iterable[int] = DEFAULT_LATENT_DIMS, study_dir: str | os.
         except Interrupted as exc:
             raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
                               f"--latent-dims {','.join(map(str, dims))} --resume") from None
-    rundir.write_study_file(study_dir, dims)
     return StudyResult(study_dir, runs, build_report(study_dir))
 
 
