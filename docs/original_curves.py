@@ -2,7 +2,7 @@
 (psnr_orig, ssim_orig) against epochs, over the published final values.
 
 Usage (from the repository root):
-    python docs/original_curves.py docs/runs/faithful docs/runs/best -o docs/original_curves.png
+    python docs/original_curves.py docs/runs/faithful docs/runs/small docs/runs/wide-128-256 -o docs/original_curves.png
 
 Each argument is a study-like directory holding latent_<c>/metrics.json runs; its name labels its curves.
 The published values are read off the plots in its README (test_plots.png per latent size, after 20 epochs).

@@ -16,8 +16,9 @@ from .errors import VaelabError
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # Architectures auto keeps in fp32 even on bf16 hardware (docs/original.md, "Precision"). The mlp is the
 # default study's model: in fp32 its numbers stay those of every earlier vaelab. The conv models: on the
-# best-configuration recipe bf16 ended 0.10 dB PSNR and 17 nats -ELBO from fp32 after 3 epochs, outside the
-# 0.1 dB / 0.3 nat tolerance, so bf16 there is opt-in (--precision bf16, 1.3x faster per step here).
+# small conv-spatial recipe (docs/original.md) bf16 ended 0.10 dB PSNR and 17 nats -ELBO from fp32 after
+# 3 epochs, outside the 0.1 dB / 0.3 nat tolerance, so bf16 there is opt-in (--precision bf16, 1.3x faster
+# per step here).
 AUTO_FP32_ARCHS: tuple[str, ...] = ("mlp", "conv", "conv-spatial")
 
 
