@@ -49,8 +49,8 @@ class ClassifierRecipe:
     features: int = 128  # width of the penultimate layer, the feature space of the Fréchet distance
     seed: int = 0
     train_size: int | None = None  # None: the whole training split; tests use a slice
-    # Small data sets get more epochs, up to this many steps: 3 epochs of 160 LFW faces are 6 steps, after
-    # which the classifier still calls every face one class (test accuracy 0.43, sample entropy 0).
+    # Small data sets get more epochs, to at least this many steps: 3 epochs of 160 LFW faces are 6 steps,
+    # after which the classifier still called every test image one class (test accuracy 0.43, entropy 0).
     min_steps: int = 400
 
     def key(self) -> str:

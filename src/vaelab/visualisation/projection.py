@@ -65,8 +65,10 @@ def tsne_embedding(x: np.ndarray, init: np.ndarray | None = None, seed: int = TS
     perplexity = min(TSNE_PERPLEXITY, (len(x) - 1) / 3)  # openTSNE needs 3 * perplexity neighbours
     neighbours = "exact" if len(x) <= TSNE_EXACT_NEIGHBOURS_UP_TO else "annoy"
     threads = tsne_threads()
-    affinities = affinity.PerplexityBasedNN(x, perplexity=perplexity, method=neighbours, n_jobs=threads,
-                                            random_state=seed)
+    # Annoy's approximate index (large inputs only) is kept on one thread: its bitwise stability across
+    # thread counts was not checked.
+    affinities = affinity.PerplexityBasedNN(x, perplexity=perplexity, method=neighbours,
+                                            n_jobs=threads if neighbours == "exact" else 1, random_state=seed)
     if init is None:
         initialise = initialization.pca if x.shape[1] >= 2 else initialization.random
         start = initialise(x, random_state=seed)
