@@ -28,7 +28,7 @@ STYLES = ("-", "--", ":", "-.")
 
 def read_curves(directory: Path) -> dict[int, tuple[list[float], dict[str, list[float]]]]:
     curves = {}
-    for metrics in sorted(directory.glob("latent_*/metrics.json")):
+    for metrics in sorted(directory.glob("latent_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1])):
         c = int(metrics.parent.name.split("_")[1])
         history = json.loads(metrics.read_text())["history"]
         epochs = [r["epoch"] for r in history]
