@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab import precision
+from vaelab import precision, rundir
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import load_dataset
 from vaelab.losses import negative_elbo
@@ -233,14 +233,14 @@ def section_study(args, device, workdir) -> float:
     print("| latent | evaluation points | training steps s | evaluation points s | final measures s |")
     print("|---|---|---|---|---|")
     train_total = trainer_total = 0.0
-    runs = sorted(study_dir.glob("latent_*"), key=lambda p: int(p.name.split("_")[1]))
+    runs = rundir.study_run_dirs(study_dir)
     for k, run in enumerate(runs):
-        history = json.loads((run / "metrics.json").read_text())["history"]
+        history = json.loads((run / rundir.METRICS_JSON).read_text())["history"]
         last = history[-1]
         train_total += last["train_s"]
         trainer_total += last["time_s"]
         measured = f"{measures[k]:.1f}" if k < len(measures) else "-"
-        print(f"| {run.name.split('_')[1]} | {len(history)} | {last['train_s']:.1f} | "
+        print(f"| {rundir.latent_dim_of(run)} | {len(history)} | {last['train_s']:.1f} | "
               f"{last['time_s'] - last['train_s']:.1f} | {measured} |")
     rest = wall - trainer_total - sum(measures)
     print(f"\nWhole study: {wall:.0f} s wall; training steps {train_total:.0f} s; evaluation points "

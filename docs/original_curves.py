@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vaelab import rundir  # noqa: E402
+
 # The published project's final test values (its README's plots; read off to the plot's resolution).
 PUBLISHED = {2: {"psnr_orig": 30.5, "ssim_orig": 0.98}, 4: {"psnr_orig": 32.8, "ssim_orig": 0.98},
              16: {"psnr_orig": 35.5, "ssim_orig": 0.99}}
@@ -28,9 +30,9 @@ STYLES = ("-", "--", ":", "-.")
 
 def read_curves(directory: Path) -> dict[int, tuple[list[float], dict[str, list[float]]]]:
     curves = {}
-    for metrics in sorted(directory.glob("latent_*/metrics.json"), key=lambda p: int(p.parent.name.split("_")[1])):
-        c = int(metrics.parent.name.split("_")[1])
-        history = json.loads(metrics.read_text())["history"]
+    for run in rundir.study_run_dirs(directory):  # latent_<c>/ directories, by latent size
+        c = rundir.latent_dim_of(run)
+        history = json.loads((run / rundir.METRICS_JSON).read_text())["history"]
         epochs = [r["epoch"] for r in history]
         curves[c] = (epochs, {m: [r["test"][m] for r in history] for m in ("psnr_orig", "ssim_orig")})
     return curves
