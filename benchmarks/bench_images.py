@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaelab import metrics
+from vaelab import quality
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit, load_dataset
 from vaelab.training import Trainer
@@ -108,12 +108,12 @@ def bench_ssim() -> list[str]:
         x, y = torch.rand(n, 1, side, side), torch.rand(n, 1, side, side)
         timings = []
         for limit in (10**6, 0):  # banded everywhere, then convolutions everywhere
-            metrics.SSIM_BANDED_MAX_SIDE = limit
-            metrics.ssim_per_image(x[:1], y[:1])
+            quality.SSIM_BANDED_MAX_SIDE = limit
+            quality.ssim_per_image(x[:1], y[:1])
             reps = 3 if side <= 512 else 1
             start = time.perf_counter()
             for _ in range(reps):
-                metrics.ssim_per_image(x, y)
+                quality.ssim_per_image(x, y)
             timings.append((time.perf_counter() - start) / reps / n * 1e6)
         lines.append(f"| {side} | {timings[0]:,.0f} | {timings[1]:,.0f} | {timings[1] / timings[0]:.2f} |")
     return [*lines, ""]

@@ -183,15 +183,8 @@ def section_mlp(args, device, dataset, workdir) -> float:
 
 
 def preset_config(device, seed: int) -> RunConfig:
-    """The config `vaelab train --preset original` builds, through the CLI's own option parsing."""
-    from vaelab import cli
-
-    ctx = cli.train.make_context("train", ["--preset", "original", "--device", str(device), "--seed", str(seed)])
-    opts = dict(ctx.params)
-    latent_dim = opts.pop("latent_dim")
-    opts.pop("run_dir"), opts.pop("study_dir")
-    cli.apply_preset(ctx, opts)
-    return cli.build_config(ctx, latent_dim, opts)
+    """The config `vaelab train --preset original` builds."""
+    return RunConfig.from_preset("original", **{"train.device": str(device), "train.seed": seed})
 
 
 def section_preset(args, device, dataset, workdir) -> float:

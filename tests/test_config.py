@@ -5,8 +5,17 @@ import json
 
 import pytest
 
-from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, read_config_file
-from vaelab.errors import ConfigFileError
+from vaelab.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    parse_setting,
+    read_config_file,
+    resolve_key,
+    with_settings,
+)
+from vaelab.errors import ConfigError, ConfigFileError
 
 
 def test_a_saved_config_json_reads_back_to_the_same_config(tmp_path):
@@ -63,3 +72,66 @@ def test_a_json_file_of_the_wrong_shape_names_the_section(tmp_path):
     path.write_text(json.dumps({"data": {"dataset": "mnist", "train_eval_size": 10.5}}))
     with pytest.raises(ConfigFileError, match="data.train_eval_size must be an integer"):
         read_config_file(path)
+
+
+# -- the schema: every value checked where the config is made, for the API, files and the CLI alike ----------
+
+@pytest.mark.parametrize("make, key", [
+    (lambda: TrainConfig(batch_size=0), "train.batch_size"),
+    (lambda: TrainConfig(epochs=-1), "train.epochs"),
+    (lambda: TrainConfig(lr=0.0), "train.lr"),
+    (lambda: TrainConfig(lr=float("nan")), "train.lr"),
+    (lambda: TrainConfig(beta=-1), "train.beta"),
+    (lambda: TrainConfig(betas=(0.9, 1.0)), "train.betas"),
+    (lambda: TrainConfig(lr_schedule="step"), "train.lr_schedule"),
+    (lambda: TrainConfig(epochs=True), "train.epochs"),
+    (lambda: ModelConfig(latent_dim=0), "model.latent_dim"),
+    (lambda: ModelConfig(likelihood="poisson"), "model.likelihood"),
+    (lambda: ModelConfig(objective="gan"), "model.objective"),
+    (lambda: ModelConfig(gaussian_std=0), "model.gaussian_std"),
+    (lambda: ModelConfig(arch="resnet-spatial", channels=(32, 64, 128)), "model.likelihood"),
+    (lambda: ModelConfig(arch="resnet-spatial", likelihood="gaussian"), "model.channels"),
+    (lambda: DataConfig(train_eval_size=0), "data.train_eval_size"),
+    (lambda: DataConfig(channels=2), "data.channels"),
+])
+def test_out_of_range_values_raise_a_config_error_naming_the_field(make, key):
+    with pytest.raises(ConfigError) as caught:
+        make()
+    assert caught.value.key == key and key in str(caught.value) and caught.value.exit_code == 2
+
+
+def test_a_config_file_value_out_of_range_names_the_file_and_the_field(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nbatch_size = 0\n")
+    with pytest.raises(ConfigFileError, match="train.batch_size") as caught:
+        read_config_file(path)
+    assert str(path) in str(caught.value)
+
+
+def test_presets_load_from_python_without_click():
+    config = RunConfig.from_preset("original", z=4)
+    assert (config.model.arch, config.model.channels, config.model.latent_dim) == ("resnet-spatial", (32, 64, 128), 4)
+    assert (config.train.lr, config.train.betas, config.train.seed) == (1e-4, (0.5, 0.999), 1111)
+    assert RunConfig.from_preset("original-vae").train.beta == pytest.approx(5e-6 * 784 / (8 * 0.1**2))
+    with pytest.raises(ConfigError, match="no preset"):
+        RunConfig.from_preset("newest")
+
+
+@pytest.mark.parametrize("key, text, value", [
+    ("beta", "0.5", 0.5), ("train.lr", "1e-3", 1e-3), ("z", "8", 8), ("hidden", "[512,256]", (512, 256)),
+    ("arch", "conv", "conv"), ("binarize", "true", True), ("data.channels", "none", None),
+])
+def test_settings_parse_by_dotted_name_or_alias(key, text, value):
+    assert parse_setting(resolve_key(key), text) == value
+
+
+def test_changing_the_architecture_moves_the_default_widths_with_it():
+    config = with_settings(RunConfig(), {"arch": "resnet-spatial", "likelihood": "gaussian"})
+    assert config.model.channels == (32, 64, 128)
+    kept = with_settings(RunConfig(model=ModelConfig(arch="conv", channels=(8, 16))), {"arch": "conv-spatial"})
+    assert kept.model.channels == (8, 16)
+
+
+def test_an_unknown_setting_lists_what_there_is():
+    with pytest.raises(ConfigError, match="'train.momentum' is not a setting.*train.beta"):
+        resolve_key("train.momentum")

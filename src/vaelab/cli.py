@@ -7,7 +7,6 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 import textwrap
@@ -17,12 +16,14 @@ from typing import Any
 
 import click
 
-from . import __version__, pipeline, rundir
+from . import __version__, grid, pipeline, rundir
 from .config import (
+    ALIASES,
     ARCHITECTURES,
     DEFAULT_WIDTHS,
     LIKELIHOODS,
     LR_SCHEDULES,
+    OBJECTIVES,
     PRECISIONS,
     PROJECTIONS,
     DataConfig,
@@ -30,45 +31,28 @@ from .config import (
     RunConfig,
     TrainConfig,
     read_config_file,
+    with_settings,
 )
 from .data import DATASETS
-from .errors import ConfigFileError, Interrupted, ReportError, VaelabError
+from .errors import Interrupted, ReportError, VaelabError
 from .measures import DEFAULT_IWAE_K
+from .parallel import EXECUTORS
 from .pipeline import DEFAULT_LATENT_DIMS, DEFAULT_STUDY_DIR, RunOptions
+from .presets import PRESETS
 from .report import build_report, redraw_stale_figures
 
-ORIGINAL_STD = 0.1
-# The published project configured a KL weight of 5e-6 on a loss of per-pixel *mean* squared error on the
-# [-1, 1] scale, (4 / 784) * sum (x - x')^2 on [0, 1]; vaelab's Gaussian NLL weighs sum (x - x')^2 by
-# 1 / (2 sigma^2). The same relative weight in vaelab's units is therefore 5e-6 * 784 / (8 sigma^2).
-ORIGINAL_KL_WEIGHT = 5e-6
-ORIGINAL_BETA = ORIGINAL_KL_WEIGHT * 784 / (8 * ORIGINAL_STD**2)
-# The published project's training: its ResNet/attention autoencoder, squared error on the [-1, 1] scale,
-# no KL term (configured but never added), Adam 1e-4 with betas (0.5, 0.999), batch 64, seed 1111, 20 epochs.
-_ORIGINAL = {"arch": "resnet-spatial", "widths": "32,64,128", "likelihood": "gaussian", "gaussian_std": ORIGINAL_STD,
-             "beta": 0.0, "lr": 1e-4, "betas": (0.5, 0.999), "batch_size": 64, "seed": 1111, "epochs": 20}
-PRESETS = {
-    "original": _ORIGINAL,
-    "original-vae": {**_ORIGINAL, "beta": ORIGINAL_BETA},  # the configured KL weight, actually applied
-    # The smaller model vaelab shipped as "original" before: conv-spatial, KL weight 1e-3.
-    "original-small": {"arch": "conv-spatial", "likelihood": "gaussian", "gaussian_std": ORIGINAL_STD, "beta": 1e-3},
-    # vaelab's best recipe on the published metric (docs/original.md): conv-spatial at widths 128/256, no KL term,
-    # a one-cycle schedule peaking at 3e-3, bf16 autocast, 20 epochs. bf16 is set because the measured runs used it.
-    "original-wide": {"arch": "conv-spatial", "widths": "128,256", "likelihood": "gaussian",
-                      "gaussian_std": ORIGINAL_STD, "beta": 0.0, "lr": 3e-3, "lr_schedule": "onecycle",
-                      "precision": "bf16", "epochs": 20},
-}
-# The options that set a RunConfig field: (section, field). The rest steer the command, not the model.
+# The options that set a RunConfig field, by its dotted name. The rest steer the command, not the model.
 OPTION_FIELDS = {
-    "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir"), "train_eval_size": ("data", "train_eval_size"),
-    "binarize": ("data", "binarize"), "arch": ("model", "arch"), "hidden": ("model", "hidden"),
-    "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"), "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "beta": ("train", "beta"),
-    "warmup_epochs": ("train", "warmup_epochs"), "seed": ("train", "seed"), "device": ("train", "device"),
-    "channels": ("data", "channels"), "image_size": ("data", "image_size"), "widths": ("model", "channels"),
-    "betas": ("train", "betas"), "lr_schedule": ("train", "lr_schedule"), "precision": ("train", "precision"),
-    "adversarial": ("train", "adversarial"), "lpips_weights": ("train", "lpips_weights"),
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "train_eval_size": "data.train_eval_size",
+    "binarize": "data.binarize", "channels": "data.channels", "image_size": "data.image_size",
+    "arch": "model.arch", "hidden": "model.hidden", "widths": "model.channels", "likelihood": "model.likelihood",
+    "gaussian_std": "model.gaussian_std", "objective": "model.objective",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr", "beta": "train.beta",
+    "warmup_epochs": "train.warmup_epochs", "seed": "train.seed", "device": "train.device", "betas": "train.betas",
+    "lr_schedule": "train.lr_schedule", "precision": "train.precision", "adversarial": "train.adversarial",
+    "lpips_weights": "train.lpips_weights",
 }
+OPTION_OF_FIELD = {key: name for name, key in OPTION_FIELDS.items()}
 
 
 class VaelabGroup(click.Group):
@@ -112,6 +96,10 @@ def model_and_training_options() -> list[Callable]:
         click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=m.likelihood, show_default=True,
                      help="Decoder likelihood: bernoulli (BCE on logits), continuous-bernoulli (BCE plus its "
                           "normaliser), gaussian (squared error, fixed std) or gaussian-learned (one learned std)."),
+        click.option("--objective", type=click.Choice(OBJECTIVES), default=m.objective, show_default=True,
+                     help="vae: the ELBO (z sampled from q(z|x), KL term weighted by --beta). ae: a plain autoencoder "
+                          "on the same networks (z = the encoder's mean, reconstruction term only), the baseline "
+                          "of the AE-vs-VAE comparison."),
         click.option("--gaussian-std", type=click.FloatRange(min=0, min_open=True), default=m.gaussian_std,
                      show_default=True, help="Decoder std of the gaussian likelihood (gaussian-learned: initial)."),
         click.option("--epochs", type=click.IntRange(min=1), default=t.epochs, show_default=True),
@@ -219,49 +207,18 @@ def parse_widths(text: str, option: str = "--hidden") -> tuple[int, ...]:
 
 def build_config(ctx: click.Context, latent_dim: int | None, opts: dict[str, Any]) -> RunConfig:
     """The run's config: the --config file if given, else the defaults, overridden by the options set on
-    the command line or by --preset. ``latent_dim`` None keeps the file's (or the default) latent size."""
+    the command line or by --preset. ``latent_dim`` None keeps the file's (or the default) latent size.
+    The config validates itself (ranges, choices, the architecture's rules): a ConfigError exits 2."""
     base = RunConfig()
     chosen = set(OPTION_FIELDS)
     if opts["config_file"] is not None:
         base = read_config_file(opts["config_file"])
-        check_file_values(ctx, base, opts["config_file"])
-        chosen = {name for name in OPTION_FIELDS if _given(ctx, name) or name in PRESETS.get(opts["preset"], {})}
-    sections = {name: dataclasses.asdict(getattr(base, name)) for name in ("data", "model", "train")}
-    for name in chosen:
-        section, key = OPTION_FIELDS[name]
-        sections[section][key] = option_to_field(name, opts[name], opts)
+        preset = {OPTION_OF_FIELD[key] for key in PRESETS.get(opts["preset"], {})}
+        chosen = {name for name in OPTION_FIELDS if _given(ctx, name) or name in preset}
+    settings = {OPTION_FIELDS[name]: option_to_field(name, opts[name], opts) for name in chosen}
     if latent_dim is not None:
-        sections["model"]["latent_dim"] = latent_dim
-    config = RunConfig(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
-                       train=TrainConfig(**sections["train"]))
-    check_model_choice(config.model)
-    return config
-
-
-def check_model_choice(model: ModelConfig) -> None:
-    """Combinations the options allow one by one but the model cannot build."""
-    if model.arch == "resnet-spatial" and model.likelihood not in ("gaussian", "gaussian-learned"):
-        raise click.BadParameter("resnet-spatial outputs images on the [-1, 1] scale without a squashing function and "
-                                 "needs --likelihood gaussian or gaussian-learned.", param_hint="--likelihood")
-    wanted = len(DEFAULT_WIDTHS["resnet-spatial"])
-    if model.arch == "resnet-spatial" and len(model.channels) != wanted:
-        raise click.BadParameter(f"resnet-spatial takes {wanted} widths, got {','.join(map(str, model.channels))}",
-                                 param_hint="--widths")
-
-
-def check_file_values(ctx: click.Context, config: RunConfig, path: Path) -> None:
-    """A config file's values pass the same checks (ranges, choices) as the options they stand for."""
-    params = {param.name: param for param in ctx.command.params}
-    for name, (section, key) in OPTION_FIELDS.items():
-        value = getattr(getattr(config, section), key)
-        if value is None:
-            continue
-        try:
-            option_to_field(name, params[name].type.convert(field_to_option(name, value), params[name], ctx), {})
-        except click.BadParameter as exc:
-            raise ConfigFileError(f"{path}: {section}.{key}: {exc.message}") from None
-    if config.model.latent_dim < 1:
-        raise ConfigFileError(f"{path}: model.latent_dim must be at least 1, got {config.model.latent_dim}.")
+        settings["model.latent_dim"] = latent_dim
+    return with_settings(base, settings)
 
 
 def option_to_field(name: str, value: Any, opts: dict[str, Any]) -> Any:
@@ -290,9 +247,11 @@ def field_to_option(name: str, value: Any) -> Any:
 
 
 def apply_preset(ctx: click.Context, opts: dict[str, Any]) -> None:
-    for name, value in PRESETS.get(opts["preset"], {}).items():
+    """The preset's values in place of the options not given on the command line."""
+    for key, value in PRESETS.get(opts["preset"], {}).items():
+        name = OPTION_OF_FIELD[key]
         if not _given(ctx, name):
-            opts[name] = value
+            opts[name] = field_to_option(name, value)
 
 
 def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
@@ -304,10 +263,9 @@ def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
                       mlflow_uri=opts["mlflow_uri"])
 
 
-def summary_line(latent_dim: int, history: list[dict[str, Any]]) -> str:
-    test = history[-1]["test"]
-    return (f"latent {latent_dim:>3}: test -ELBO {test['loss']:7.2f} nats  MSE {test['mse']:.4f}  "
-            f"SSIM {test['ssim']:.3f}  PSNR {test['psnr']:.2f} dB")
+def summary_line(name: int | str, history: list[dict[str, Any]]) -> str:
+    label = f"latent {name:>3}" if isinstance(name, int) else name
+    return f"{label}: test {pipeline.summary_text(history[-1]['test'])}"
 
 
 @click.group(cls=VaelabGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -355,15 +313,33 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
 
 @cli.command()
 @click.option("-z", "--latent-dims", type=str, default=",".join(map(str, DEFAULT_LATENT_DIMS)), show_default=True,
-              help="Comma-separated latent sizes to compare.")
+              help="Comma-separated latent sizes to compare (the latent-size axis).")
+@click.option("--vary", "vary", multiple=True, metavar="KEY=V1,V2,...",
+              help="Also vary this setting (repeatable; several make a grid, their product). KEY is a short name "
+                   f"({', '.join(ALIASES)}) or any field's dotted name (train.warmup_epochs, model.gaussian_std, "
+                   "...); a list value goes in brackets: hidden=[512,256],[256]. Examples: --vary beta=0.5,1,4 "
+                   "--vary objective=ae,vae.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Repeat every run with N seeds (from --seed on): the report shows means with their spread "
+                   "and says which differences exceed it.")
+@click.option("--seed-list", type=str, default=None, help="Repeat every run with these seeds, e.g. 0,1,2.")
+@click.option("--jobs", type=str, default="1", show_default=True,
+              help="Train this many runs at once, as separate processes sharing the cores (auto: one per core, one "
+                   "thread each). A run's numbers do not depend on it.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="process", show_default=True,
+              help="process: --jobs local processes. ray: each run as a Ray task (a local Ray instance, or the "
+                   "cluster at --ray-address; the study directory must be shared). Needs pip install 'vaelab[ray]'.")
+@click.option("--ray-address", type=str, default=None, help="The Ray cluster to run on (default: start a local one).")
 @click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
-              show_default=True, help="Where the study's runs (STUDY_DIR/latent_<z>) and report go.")
+              show_default=True, help="Where the study's runs and report go.")
 @training_options
 @click.pass_context
-def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) -> None:
-    """Train one VAE per latent size under one study directory and compare them.
+def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: int | None, seed_list: str | None,
+          jobs: str, executor: str, ray_address: str | None, study_dir: Path, **opts: Any) -> None:
+    """Train one VAE per latent size (and per value of every --vary, times --seeds) and compare them.
 
-    With --resume, finished latent sizes are skipped and an interrupted one continues.
+    With --resume, finished runs are skipped, an interrupted one continues, and values added to an axis
+    train only their new runs.
     """
     from .distributed import launched_by_torchrun
 
@@ -372,17 +348,47 @@ def study(ctx: click.Context, latent_dims: str, study_dir: Path, **opts: Any) ->
                                "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
                                "latent size instead.")
     dims = parse_latent_dims(latent_dims)
+    axes = [grid.parse_axis(text) for text in vary]
+    if _given(ctx, "latent_dims") and any(axis.key == grid.LATENT_KEY for axis in axes):
+        raise click.UsageError("give the latent sizes once: either -z or --vary z=..., not both.")
+    replicates = parse_seed_list(seed_list, seeds)
     apply_preset(ctx, opts)
     config = build_config(ctx, dims[0], opts)
+    given_dims = dims if _given(ctx, "latent_dims") or not opts["resume"] else None
     try:
-        result = pipeline.study(dims, study_dir, config, run_options(ctx, opts), notify=click.echo)
+        result = pipeline.study(given_dims, study_dir, config, run_options(ctx, opts), axes=axes, seeds=replicates,
+                                jobs=parse_jobs(jobs), executor=executor, ray_address=ray_address,
+                                notify=click.echo)
     except (Interrupted, KeyboardInterrupt):  # a Ctrl-C in training, or outside it (figures, measures)
         report_so_far(study_dir)
         raise
-    summaries = [summary_line(d, run.history) for d, run in result.runs.items()]
+    summaries = [summary_line(name, run.history) for name, run in result.runs.items()]
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
     click.echo(f"report: {result.report.html}")
+
+
+def parse_seed_list(text: str | None, count: int | None) -> int | list[int] | None:
+    if text is None:
+        return count
+    if count is not None:
+        raise click.UsageError("give either --seeds N or --seed-list, not both.")
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise click.BadParameter(f"expected comma-separated integer seeds, got {text!r}", param_hint="--seed-list")
+    return seeds
+
+
+def parse_jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"expected a number of runs at once (at least 1) or auto, got {text!r}",
+                                 param_hint="--jobs")
+    return int(text)
 
 
 def report_so_far(study_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_file
-from .errors import CheckpointError, ConfigFileError, OutputDirError
+from .errors import CheckpointError, ConfigError, ConfigFileError, OutputDirError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,58 +29,171 @@ CONFIG_VERSION = 1
 # conv-spatial: a latent map of latent_dim channels at H/4 x W/4; resnet-spatial: the published project's
 # ResNet/attention autoencoder around the same latent map, with a linear output on the [-1, 1] scale.
 ARCHITECTURES = ("mlp", "conv", "conv-spatial", "resnet-spatial")
+# Architectures whose latent is a map of latent_dim channels, not a vector of latent_dim numbers.
+SPATIAL_ARCHITECTURES = ("conv-spatial", "resnet-spatial")
 # The widths each architecture uses when none are given: the stride-2 stages, or the stem and two down blocks.
 DEFAULT_WIDTHS = {"conv": (32, 64), "conv-spatial": (32, 64), "resnet-spatial": (32, 64, 128)}
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
 PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
+# vae: the ELBO; ae: a plain autoencoder on the same networks, the baseline the published project's claims are about
+OBJECTIVES = ("vae", "ae")
+
+
+def setting(default: Any, label: str, *, choices: tuple[Any, ...] | None = None, low: float | None = None,
+            low_open: bool = False, high: float | None = None, high_open: bool = False) -> Any:
+    """A config field with what it means in words (``label``, for messages) and its rules as metadata:
+    allowed ``choices``, or a range ``low``..``high`` (``*_open`` excludes the bound). Tuples apply the rule
+    to each item. ``validate_fields`` enforces them."""
+    rules = {"choices": choices, "low": low, "low_open": low_open, "high": high, "high_open": high_open}
+    return field(default=default, metadata={"rules": rules, "label": label})
 
 
 @dataclass
 class DataConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
-    train_eval_size: int = 10_000  # fixed subset of the training set scored at each evaluation
+    # a fixed subset of the training set, scored at each evaluation
+    train_eval_size: int = setting(10_000, "training images scored per evaluation", low=1)
     binarize: bool = False  # dynamic binarisation of training batches, fixed binarisation of eval sets
-    channels: int | None = None  # folder: convert images to 1 (grey) or 3 (RGB); None: what most files are
-    image_size: int | None = None  # folder: resize the shorter side and centre-crop to this; None: as found
+    # folder: convert images to 1 (grey) or 3 (RGB); None: what most files are
+    channels: int | None = setting(None, "colour channels", choices=(1, 3))
+    # folder: resize the shorter side and centre-crop to this; None: as found
+    image_size: int | None = setting(None, "image size", low=11)
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "data")
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"
-    latent_dim: int = 2
-    hidden: tuple[int, ...] = (512, 256)  # mlp: widths of the hidden layers
-    channels: tuple[int, ...] = (32, 64)  # conv: channels of the stride-2 stages; see DEFAULT_WIDTHS
-    likelihood: str = "bernoulli"
-    gaussian_std: float = 0.1  # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
-    image_shape: tuple[int, ...] = (1, 28, 28)  # (channels, height, width) of the data: set from it
+    arch: str = setting("mlp", "the architecture", choices=ARCHITECTURES)
+    latent_dim: int = setting(2, "the latent size", low=1)
+    hidden: tuple[int, ...] = setting((512, 256), "mlp hidden widths", low=1)  # mlp: widths of the hidden layers
+    # conv: channels of the stride-2 stages; see DEFAULT_WIDTHS
+    channels: tuple[int, ...] = setting((32, 64), "conv widths, --widths", low=1)
+    likelihood: str = setting("bernoulli", "the decoder likelihood", choices=LIKELIHOODS)
+    # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
+    gaussian_std: float = setting(0.1, "the decoder std", low=0, low_open=True)
+    # (channels, height, width) of the data: set from it
+    image_shape: tuple[int, ...] = setting((1, 28, 28), "the image shape", low=1)
+    # vae: z ~ q(z|x) and the KL term; ae: the same networks as a plain autoencoder (z = mu, no KL term)
+    objective: str = setting("vae", "the training objective", choices=OBJECTIVES)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.channels = tuple(int(c) for c in self.channels)
         self.image_shape = tuple(int(d) for d in self.image_shape)
+        validate_fields(self, "model")
+        check_architecture(self)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    beta: float = 1.0
-    warmup_epochs: float = 0.0  # KL weight rises linearly from 0 to beta over this many epochs
+    epochs: int = setting(10, "epochs", low=1)
+    batch_size: int = setting(128, "batch size", low=1)
+    lr: float = setting(1e-3, "learning rate", low=0, low_open=True)
+    beta: float = setting(1.0, "KL weight", low=0)
+    # KL weight rises linearly from 0 to beta over this many epochs
+    warmup_epochs: float = setting(0.0, "KL warm-up epochs", low=0)
     seed: int = 0
     device: str = "auto"
-    evals_in_first_epoch: int = 5  # the early curve moves fastest, so it is sampled densely
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam's; the published project used (0.5, 0.999)
-    lr_schedule: str = "constant"  # onecycle / cosine: a pure function of the step, so resume stays exact
-    precision: str = "auto"  # training-step autocast: auto = bf16 where the hardware does it fast, else fp32
+    # the early curve moves fastest, so it is sampled densely
+    evals_in_first_epoch: int = setting(5, "evaluations in the first epoch", low=0)
+    # Adam's; the published project used (0.5, 0.999)
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam's betas", low=0, high=1, high_open=True)
+    # onecycle / cosine: a pure function of the step, so resume stays exact
+    lr_schedule: str = setting("constant", "learning-rate schedule", choices=LR_SCHEDULES)
+    # training-step autocast: auto = bf16 where the hardware does it fast, else fp32
+    precision: str = setting("auto", "training precision", choices=PRECISIONS)
     adversarial: bool = False  # the published PatchGAN discriminator (least squares), trained from scratch
     lpips_weights: str | None = None  # VGG16 + LPIPS weights file: adds the LPIPS term to the loss
 
     def __post_init__(self) -> None:
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        if isinstance(self.betas, (list, tuple)) and len(self.betas) == 2:
+            self.betas = (float(self.betas[0]), float(self.betas[1]))
+        validate_fields(self, "train")
+
+
+def has_latent_plane(arch: str, latent_dim: int) -> bool:
+    """Whether the latent space is a plane (a vector of two numbers), so that a manifold of decodes can be drawn
+    over it; a spatial latent of two channels is not one."""
+    return latent_dim == 2 and arch not in SPATIAL_ARCHITECTURES
+
+
+def check_architecture(model: ModelConfig) -> None:
+    """The rules that tie a model's fields together (each field alone may be fine)."""
+    if model.arch != "resnet-spatial":
+        return
+    if model.likelihood not in ("gaussian", "gaussian-learned"):
+        raise ConfigError("model.likelihood: resnet-spatial outputs images on the [-1, 1] scale without a squashing "
+                          "function and needs --likelihood gaussian or gaussian-learned, not "
+                          f"{model.likelihood!r}.", key="model.likelihood")
+    wanted = len(DEFAULT_WIDTHS["resnet-spatial"])
+    if len(model.channels) != wanted:
+        raise ConfigError(f"model.channels (--widths): resnet-spatial takes {wanted} widths (three widths: its stem "
+                          f"and two down blocks), got {','.join(map(str, model.channels))}.", key="model.channels")
+
+
+def validate_fields(section: Any, name: str) -> None:
+    """Every field of a config section against its type and its ``setting`` rules; a ConfigError names the
+    first field that breaks one. The API, config files and the command line all pass through here."""
+    hints = typing.get_type_hints(type(section))
+    for spec in dataclasses.fields(section):
+        key = f"{name}.{spec.name}"
+        value = getattr(section, spec.name)
+        expected = hints[spec.name]
+        if value is None and _allows_none(expected):
+            continue
+        base = _without_none(expected)
+        items = value if typing.get_origin(base) is tuple else (value,)
+        item_type = typing.get_args(base)[0] if typing.get_origin(base) is tuple else base
+        if typing.get_origin(base) is tuple and not isinstance(value, tuple):
+            raise ConfigError(f"{key} must be a list of {_type_words(item_type, plural=True)}, got {value!r}.",
+                              key=key)
+        if typing.get_origin(base) is tuple and typing.get_args(base)[-1] is not Ellipsis \
+                and len(value) != len(typing.get_args(base)):
+            raise ConfigError(f"{key} must have {len(typing.get_args(base))} values, got {value!r}.", key=key)
+        named = f"{key} ({spec.metadata['label']})" if "label" in spec.metadata else key
+        for item in items:
+            if not _has_type(item, item_type):
+                raise ConfigError(f"{named} must be {_type_words(item_type)}, got {item!r}.", key=key)
+            _check_rules(named, key, item, spec.metadata.get("rules", {}))
+
+
+def _check_rules(named: str, key: str, value: Any, rules: dict[str, Any]) -> None:
+    choices = rules.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{named} must be one of {', '.join(map(str, choices))}; got {value!r}.", key=key)
+    low, high = rules.get("low"), rules.get("high")
+    too_low = low is not None and (value <= low if rules.get("low_open") else value < low)
+    too_high = high is not None and (value >= high if rules.get("high_open") else value > high)
+    if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
+        lower = "" if low is None else f"{'>' if rules.get('low_open') else '>='} {low:g}"
+        upper = "" if high is None else f"{'<' if rules.get('high_open') else '<='} {high:g}"
+        raise ConfigError(f"{named} must be {' and '.join(b for b in (lower, upper) if b) or 'finite'}; "
+                          f"got {value!r}.", key=key)
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return _is_int(value)
+    return isinstance(value, kind)
+
+
+def _type_words(kind: Any, plural: bool = False) -> str:
+    if plural:
+        return {int: "integers", float: "numbers", str: "strings"}.get(kind, str(kind))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, str(kind))
+
+
+def _without_none(annotation: Any) -> Any:
+    if _allows_none(annotation):
+        return next(t for t in typing.get_args(annotation) if t is not type(None))
+    return annotation
 
 
 @dataclass
@@ -115,6 +229,18 @@ class RunConfig:
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{source}: malformed vaelab config ({exc}).") from None
+        except ConfigError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_preset(cls, name: str, **settings: Any) -> RunConfig:
+        """A preset (``vaelab.presets.PRESETS``) over the defaults, then ``settings`` by dotted name or alias
+        (``RunConfig.from_preset("original", z=4)``)."""
+        from .presets import PRESETS
+
+        if name not in PRESETS:
+            raise ConfigError(f"no preset {name!r}; the presets are {', '.join(PRESETS)}.", key="preset")
+        return with_settings(with_settings(cls(), PRESETS[name]), settings)
 
     def save(self, path: Path) -> None:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
@@ -133,6 +259,77 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Short names for the settings people vary most (``--vary beta=0.5,1``); any field's dotted name works too.
+ALIASES = {"beta": "train.beta", "lr": "train.lr", "epochs": "train.epochs", "batch_size": "train.batch_size",
+           "warmup": "train.warmup_epochs", "seed": "train.seed", "schedule": "train.lr_schedule",
+           "arch": "model.arch", "likelihood": "model.likelihood", "objective": "model.objective",
+           "z": "model.latent_dim", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
+           "widths": "model.channels", "dataset": "data.dataset", "binarize": "data.binarize"}
+# Set from the data, never by hand.
+DERIVED_KEYS = ("model.image_shape",)
+
+
+def setting_keys() -> list[str]:
+    """Every settable field's dotted name, section by section."""
+    return [f"{name}.{f.name}" for name, kind in SECTIONS.items() for f in dataclasses.fields(kind)
+            if f"{name}.{f.name}" not in DERIVED_KEYS]
+
+
+def resolve_key(key: str) -> str:
+    """A dotted field name from a dotted name or an alias; a ConfigError lists what is allowed."""
+    key = ALIASES.get(key.strip(), key.strip())
+    if key not in setting_keys():
+        raise ConfigError(f"{key!r} is not a setting. Use a short name ({', '.join(ALIASES)}) or a dotted field "
+                          f"name: {', '.join(setting_keys())}.", key=key)
+    return key
+
+
+def parse_setting(key: str, text: str) -> Any:
+    """``text`` as the value the field ``key`` (dotted) holds: numbers, true/false, none for an optional
+    field, and ``[a,b]`` (or ``a b``) for a list. Range and choice rules are checked when it is applied."""
+    section, name = key.split(".", 1)
+    annotation = typing.get_type_hints(SECTIONS[section])[name]
+    text = text.strip()
+    if _allows_none(annotation) and text.lower() in ("none", "null"):
+        return None
+    base = _without_none(annotation)
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        parts = text.strip("[]()").replace(",", " ").split()
+        return tuple(_parse_scalar(key, part, item) for part in parts)
+    return _parse_scalar(key, text, base)
+
+
+def _parse_scalar(key: str, text: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            return {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}[text.lower()]
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except (KeyError, ValueError):
+        raise ConfigError(f"{key} must be {_type_words(kind)}, got {text!r}.", key=key) from None
+    return text
+
+
+def with_settings(config: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """``config`` with fields replaced by dotted name, validated as a whole. Changing the architecture
+    without giving widths moves the widths to the new architecture's defaults, as the command line does."""
+    sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
+    for key, value in values.items():
+        section, name = resolve_key(key).split(".", 1)
+        sections[section][name] = value
+    arch_changed = sections["model"]["arch"] != config.model.arch
+    if arch_changed and "model.channels" not in map(resolve_key, values):
+        if tuple(config.model.channels) == DEFAULT_WIDTHS.get(config.model.arch, ModelConfig().channels):
+            sections["model"]["channels"] = DEFAULT_WIDTHS.get(sections["model"]["arch"], ModelConfig().channels)
+    return RunConfig(**{name: SECTIONS[name](**fields) for name, fields in sections.items()})
+
+
+def get_setting(config: RunConfig, key: str) -> Any:
+    section, name = resolve_key(key).split(".", 1)
+    return getattr(getattr(config, section), name)
 STAMP_KEYS = ("config_version", "vaelab_version")  # written into every config.json; accepted and checked on input
 
 
@@ -158,8 +355,13 @@ def read_config_file(path: str | Path) -> RunConfig:
         values = raw.get(name, {})
         if not isinstance(values, dict):
             raise ConfigFileError(f"{path}: {name!r} must be a section of keys, got {type(values).__name__}.")
-        sections[name] = kind(**{key: _typed_value(path, kind, f"{name}.{key}", value)
-                                 for key, value in values.items()})
+        try:
+            sections[name] = kind(**{key: _typed_value(path, kind, f"{name}.{key}", value)
+                                     for key, value in values.items()})
+        except ConfigFileError:
+            raise
+        except ConfigError as exc:
+            raise ConfigFileError(f"{path}: {exc}", key=exc.key) from None
     return RunConfig(**sections)
 
 

@@ -26,10 +26,21 @@ class CheckpointError(VaelabError):
     """A checkpoint or run config is corrupt, foreign or from a newer vaelab."""
 
 
-class ConfigFileError(VaelabError):
-    """A --config file is missing, malformed, or has an unknown key or a value of the wrong type."""
+class ConfigError(VaelabError, ValueError):
+    """A configuration value is out of range, of the wrong type, or does not fit the other settings.
 
-    exit_code = 2  # like a bad command-line option, which it stands in for
+    ``key`` is the field's dotted name (``train.batch_size``), for callers that point at the option. It is a
+    ValueError too, as the model's own checks were before the config made them."""
+
+    exit_code = 2  # like a bad command-line option
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class ConfigFileError(ConfigError):
+    """A --config file is missing, malformed, or has an unknown key or a value of the wrong type."""
 
 
 class OutputDirError(VaelabError):

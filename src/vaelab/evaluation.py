@@ -1,6 +1,9 @@
 """Scoring a model on a whole split: -ELBO with its parts, and MSE / SSIM / PSNR of reconstructions.
 
-Reconstructions are decoder means at z = mu. ``loss`` is the true -ELBO (nll + kl, whatever beta
+Reconstructions are decoder means at z = mu. A plain autoencoder (``objective="ae"``) has no posterior
+noise and no KL term: its ``nll`` is scored at z = mu, its ``kl`` is recorded as 0 and its ``loss`` is
+that NLL, its training objective (its rate is not a KL, and the rate-distortion figure says so).
+For a VAE ``loss`` is the true -ELBO (nll + kl, whatever beta
 training used), so runs with different betas stay comparable. It uses one reparameterized sample drawn from a
 generator seeded afresh at every call, so the figure is a deterministic function of the weights and
 evaluation never touches the training run's random streams.
@@ -78,9 +81,11 @@ def split_sums(
             continue
         x = images[lo:hi]
         mu, logvar = model.encode(x)
-        z = model.reparameterize(mu, logvar, eps=eps[lo - start : hi - start])
+        z = mu if model.is_autoencoder else model.reparameterize(mu, logvar, eps=eps[lo - start : hi - start])
         loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, model.decoder_std(),
                                       model.linear_output)
+        if model.is_autoencoder:  # no posterior noise and no KL term: the loss is its objective, the NLL at mu
+            loss, kl = nll, torch.zeros_like(kl)
         recon = model.decoder_mean(model.decode(mu))
         per_image = (loss, nll, kl, *reconstruction_scores(x, recon))
         sums += torch.stack([v.double().sum() for v in per_image])

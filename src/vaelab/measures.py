@@ -45,6 +45,7 @@ SAMPLE_SEED = 777
 LABELLED_MEASURES = ("probe_accuracy", "fd_classifier", "recon_class_accuracy", "sample_class_entropy",
                      "classifier_test_accuracy")
 NO_LABELS = "the data has no labels (a folder without class subfolders)"
+NO_POSTERIOR = "a plain autoencoder has no posterior distribution to importance-sample"
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -196,8 +197,13 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     train_x = evaluation_images(as_float_images(dataset.train.images[subset], device), config.data.binarize, "probe")
     train_labels = dataset.train.labels[subset]
 
+    absent: dict[str, str] = {}
     start = time.perf_counter()
-    iwae = iwae_log_likelihood(model, test_x, iwae_k).mean().item()
+    if model.is_autoencoder:
+        iwae = None
+        absent["iwae_log_likelihood"] = NO_POSTERIOR
+    else:
+        iwae = iwae_log_likelihood(model, test_x, iwae_k).mean().item()
     seconds["iwae"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -207,8 +213,13 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
 
     measures: dict[str, Any] = {"iwae_log_likelihood": iwae, "iwae_k": iwae_k, "active_units": units,
                                 "latent_units": test_mu.shape[1]}
+    if iwae is None:
+        del measures["iwae_log_likelihood"], measures["iwae_k"]
     if classifier is None:  # no labels: nothing to probe for and no classes to score samples by
-        measures["absent"] = {key: NO_LABELS for key in LABELLED_MEASURES}
+        absent.update({key: NO_LABELS for key in LABELLED_MEASURES})
+    if absent:
+        measures["absent"] = absent
+    if classifier is None:
         return measures, seconds
 
     start = time.perf_counter()

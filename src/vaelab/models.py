@@ -144,7 +144,8 @@ def spatial_decoder(latent_channels: int, channels: tuple[int, ...],
 
 
 class VAE(nn.Module):
-    """A VAE with a standard normal prior. ``forward`` returns (logits, mu, logvar)."""
+    """A VAE with a standard normal prior (or, with ``objective="ae"``, the same networks as a plain
+    autoencoder). ``forward`` returns (logits, mu, logvar)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -176,6 +177,9 @@ class VAE(nn.Module):
             self.decoder = resnet_decoder(config.latent_dim, config.channels, shape, sizes)
             self.latent_shape = (config.latent_dim, *sizes[-1])
         self.linear_output = config.arch == "resnet-spatial"
+        # A plain autoencoder on the same networks: z is the encoder's mean, and no KL term is trained (the
+        # log-variance head is still built, so an AE and a VAE of one size share every weight's shape).
+        self.is_autoencoder = config.objective == "ae"
         if config.likelihood == "gaussian-learned":
             # One global log sigma: a per-pixel one would shrink without bound on MNIST's always-black
             # border pixels and drive the NLL to minus infinity.
@@ -253,7 +257,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = mu if self.is_autoencoder else self.reparameterize(mu, logvar, generator)
         return self.decode(z), mu, logvar
 
     @torch.no_grad()

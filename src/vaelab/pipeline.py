@@ -17,16 +17,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import distributed, rundir
+from tqdm.auto import tqdm
+
+from . import distributed, grid, parallel, rundir
 from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .errors import Interrupted, SettingsError
+from .errors import Interrupted, ReportError, SettingsError, VaelabError
 from .measures import DEFAULT_IWAE_K, final_measures, iwae_each_epoch
 from .models import VAE
 from .report import Report, build_report
@@ -73,7 +75,7 @@ class RunResult:
 @dataclass
 class StudyResult:
     study_dir: Path
-    runs: dict[int, RunResult]  # by latent size
+    runs: dict[int | str, RunResult]  # by latent size (a latent-size study), else by run directory name
     report: Report
 
 
@@ -123,7 +125,7 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
 
 def add_hooks(trainer: Trainer, options: RunOptions, dataset: Dataset) -> None:
     """What the trainer records at each evaluation point (on rank 0 only)."""
-    if options.iwae_every_epoch:
+    if options.iwae_every_epoch and trainer.config.model.objective == "vae":
         trainer.hooks.append(iwae_each_epoch(trainer.test_x, options.iwae_k))
     if options.artifacts:
         from .visualisation import ArtifactRecorder
@@ -167,10 +169,12 @@ def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Not
 
 def measures_text(measures: dict[str, Any], seconds: dict[str, float]) -> str:
     """The final measures in one line; without labels, why the probe and classifier scores are absent."""
-    text = (f"final measures ({sum(seconds.values()):.1f} s): IWAE log p(x) {measures['iwae_log_likelihood']:.2f} "
-            f"nats (K={measures['iwae_k']}), active units {measures['active_units']}/{measures['latent_units']}")
+    iwae = (f"IWAE log p(x) {measures['iwae_log_likelihood']:.2f} nats (K={measures['iwae_k']})"
+            if "iwae_log_likelihood" in measures else "no IWAE (plain autoencoder)")
+    text = (f"final measures ({sum(seconds.values()):.1f} s): {iwae}, active units "
+            f"{measures['active_units']}/{measures['latent_units']}")
     if "probe_accuracy" not in measures:
-        return f"{text}; no probe or classifier scores: {next(iter(measures['absent'].values()))}"
+        return f"{text}; no probe or classifier scores: {measures['absent'].get('probe_accuracy', '?')}"
     return (f"{text}, probe {measures['probe_accuracy']:.3f}, FD {measures['fd_classifier']:.2f}, recon class acc "
             f"{measures['recon_class_accuracy']:.3f}, sample class entropy {measures['sample_class_entropy']:.3f}")
 
@@ -188,37 +192,138 @@ def draw(trainer: Trainer, options: RunOptions, notify: Notify) -> dict[str, Pat
     return written
 
 
-def study(latent_dims: Iterable[int] = DEFAULT_LATENT_DIMS, study_dir: str | os.PathLike = DEFAULT_STUDY_DIR,
-          config: RunConfig | None = None, options: RunOptions | None = None, *, dataset: Dataset | None = None,
-          notify: Notify = print) -> StudyResult:
-    """Train one VAE per latent size (``config`` with its latent size replaced) under ``study_dir``, then
-    build the report. With ``options.resume`` finished sizes are skipped and an interrupted one continues."""
-    dims = list(dict.fromkeys(int(d) for d in latent_dims))
+def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: str | os.PathLike = DEFAULT_STUDY_DIR,
+          config: RunConfig | None = None, options: RunOptions | None = None, *,
+          axes: dict[str, Iterable[Any]] | Sequence[grid.Axis] | None = None, seeds: int | Iterable[int] | None = None,
+          jobs: int | str = 1, executor: str = "process", ray_address: str | None = None,
+          dataset: Dataset | None = None, notify: Notify = print) -> StudyResult:
+    """Train one run per cell of the grid (``axes`` by dotted name or alias, times the latent sizes, times
+    ``seeds``: a count from ``config.train.seed`` on, or a list) under ``study_dir``, then build the report.
+
+    With only latent sizes and one seed the runs go to ``latent_<z>/`` as ever; any other grid names each run
+    by its coordinates. ``jobs`` > 1 (or "auto") trains that many runs at once as processes, ``executor="ray"``
+    as Ray tasks. With ``options.resume`` finished runs are skipped, interrupted ones continue, and values
+    added to an axis train only their new cells. ``latent_dims`` None on resume keeps the recorded sizes."""
     config = config or RunConfig()
     options = options or RunOptions()
     study_dir = Path(study_dir)
+    recorded = rundir.read_study_file(study_dir) if options.resume else None
+    wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
+    plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
+    dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
+    if options.resume:
+        base = (RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
+                if recorded and "base_config" in recorded else saved_study_config(study_dir, dims, config))
+    else:
+        base = config
+    planned = plan_grid.plan(base)  # every run's config is checked here, before anything trains
     study_dir.mkdir(parents=True, exist_ok=True)
-    base = saved_study_config(study_dir, dims, config) if options.resume else config
     # Written first, so that an interrupted study's report (and `vaelab report` while it trains) shows the
-    # sizes still to come as planned, not as absent.
-    rundir.write_study_file(study_dir, dims)
-    runs = {}
-    for d in dims:
-        run_dir = rundir.run_dir_of(study_dir, d)
-        run_config = with_latent_dim(base, d, options.resume_epochs)
+    # runs still to come as planned, not as absent.
+    rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
+        **plan_grid.to_dict(), "base_config": base.to_dict(),
+        "runs": [{"dir": run.dir_name, "coords": {k: _json_value(v) for k, v in run.coords}} for run in planned]})
+    resume_hint = f"vaelab study --study-dir {study_dir} --resume"
+    todo, results = [], {}
+    for run in planned:
+        run_dir = study_dir / run.dir_name
+        run_config = with_epochs(run.config, options.resume_epochs)
         if options.resume:
             run_config = resumed_config(run_dir, run_config, options.resume_epochs)
-            runs[d] = finished_run(run_dir, run_config, options)
-            if runs[d] is not None:
-                notify(f"latent {d}: already finished, skipped")
+            finished = finished_run(run_dir, run_config, options)
+            if finished is not None:
+                notify(f"{describe(run, plan_grid, 'latent')}: already finished, skipped")
+                results[run.dir_name] = finished
                 continue
-        notify(f"== latent size {d} -> {run_dir}")
-        try:
-            runs[d] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
-        except Interrupted as exc:
-            raise Interrupted(f"{exc}, or the whole study with: vaelab study --study-dir {study_dir} "
-                              f"--latent-dims {','.join(map(str, dims))} --resume") from None
+        todo.append((run, run_dir, run_config))
+    jobs = parallel.auto_jobs(len(todo)) if jobs == "auto" else int(jobs)
+    if jobs < 1:
+        raise SettingsError(f"--jobs must be at least 1 (or auto), got {jobs}.")
+    if jobs == 1 and executor == "process":
+        for run, run_dir, run_config in todo:
+            notify(f"== {describe(run, plan_grid, 'latent size')} -> {run_dir}")
+            try:
+                results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
+            except Interrupted as exc:
+                raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
+    elif todo:
+        results.update(train_side_by_side(todo, plan_grid, options, dataset, jobs, executor, ray_address, notify,
+                                          resume_hint))
+    runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
+            for run in planned}
     return StudyResult(study_dir, runs, build_report(study_dir))
+
+
+def study_grid(latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterable[int] | None,
+               recorded: dict[str, Any] | None, first_seed: int) -> grid.Grid:
+    """The grid asked for: ``axes`` as Axis objects or {key: values}; seeds as a list, or a count of seeds
+    from ``first_seed`` on (one seed: no replicates, the runs keep the configured seed)."""
+    if isinstance(axes, dict):
+        axes = [grid.axis_of(key, values) for key, values in axes.items()]
+    if latent_dims is None:
+        latent_dims = (recorded or {}).get("latent_dims") or DEFAULT_LATENT_DIMS
+    dims = list(dict.fromkeys(int(d) for d in latent_dims))
+    seed_list = None
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise SettingsError(f"--seeds must be at least 1, got {seeds}.")
+        seed_list = None if seeds == 1 else [first_seed + i for i in range(seeds)]
+    elif seeds is not None:
+        seed_list = [int(s) for s in seeds]
+    return grid.make_grid(dims, list(axes or []), seed_list)
+
+
+def describe(run: grid.PlannedRun, plan: grid.Grid, latent_words: str = "latent") -> str:
+    return f"{latent_words} {run.config.model.latent_dim}" if plan.latent_only else grid.coords_text(run.coords)
+
+
+def _json_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions,
+                       dataset: Dataset | None, jobs: int, executor: str, ray_address: str | None, notify: Notify,
+                       resume_hint: str) -> dict[str, RunResult]:
+    """The runs in ``todo`` as parallel processes or Ray tasks; a line per finished run, and one error at the
+    end naming every run that failed (the others are kept)."""
+    quiet = dataclasses.replace(options, progress=False)
+    tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset) for _, run_dir, run_config in todo]
+    names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
+    where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
+    notify(f"training {len(tasks)} runs on {where}, {parallel.threads_per_job(jobs)} thread(s) each ...")
+    bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
+
+    def done(task: parallel.RunTask, result: Any) -> None:
+        outcome = (f"failed: {result}" if isinstance(result, BaseException)
+                   else "test " + summary_text(result.history[-1]["test"]))
+        bar.write(f"{names[id(task)]}: {outcome}") if options.progress else notify(f"{names[id(task)]}: {outcome}")
+        bar.update()
+
+    try:
+        outcomes = parallel.run_tasks(train, tasks, jobs, executor, ray_address, done)
+    finally:
+        bar.close()
+    failed = [(names[id(t)], r) for t, r in zip(tasks, outcomes, strict=True) if isinstance(r, BaseException)]
+    if failed:
+        build_report_quietly(todo[0][1].parent)
+        listing = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed)
+        raise VaelabError(f"{len(failed)} of {len(tasks)} runs failed ({listing}). The other runs are saved; "
+                          f"fix the cause and finish the study with: {resume_hint}")
+    return {run.dir_name: result for (run, _, _), result in zip(todo, outcomes, strict=True)}
+
+
+def build_report_quietly(study_dir: Path) -> None:
+    """The report of what a failed study has, where there is anything to report."""
+    try:
+        build_report(study_dir)
+    except ReportError:
+        pass
+
+
+def summary_text(test: dict[str, float]) -> str:
+    """One evaluation point's test metrics on one line (the CLI, the trainer and the notebook print it)."""
+    return (f"-ELBO {test['loss']:7.2f} nats  MSE {test['mse']:.4f}  SSIM {test['ssim']:.3f}  "
+            f"PSNR {test['psnr']:.2f} dB")
 
 
 def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> RunConfig:
@@ -242,10 +347,10 @@ def saved_study_config(study_dir: Path, dims: list[int], fresh: RunConfig) -> Ru
     return fresh
 
 
-def with_latent_dim(config: RunConfig, latent_dim: int, epochs: int | None = None) -> RunConfig:
-    train_config = dataclasses.replace(config.train, epochs=epochs) if epochs is not None else config.train
-    model_config = dataclasses.replace(config.model, latent_dim=latent_dim)
-    return dataclasses.replace(config, model=model_config, train=train_config)
+def with_epochs(config: RunConfig, epochs: int | None = None) -> RunConfig:
+    if epochs is None:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
 
 
 def finished_run(run_dir: Path, config: RunConfig, options: RunOptions) -> RunResult | None:

@@ -10,8 +10,10 @@ A *run directory* holds one trained VAE::
     *.png, *.gif         the run's figures (``FIGURES``)
     .lock                held by the process that writes the run
 
-A *study directory* holds ``latent_<z>/`` run directories, ``study.json`` (the latent sizes planned)
-and the report files (``comparison.png``, ``final_metrics.csv``/``.md``, ``report.html``).
+A *study directory* holds ``latent_<z>/`` run directories (a study of latent sizes alone) or run
+directories named by their coordinates (``beta=0.5,z=2,seed=1/``, a grid study), ``study.json`` (the
+latent sizes planned; for a grid also its axes, seeds, base config and runs) and the report files
+(``comparison.png``, ``final_metrics.csv``/``.md``, ``report.html``).
 
 Besides the names, this module finds the runs of a study and reads and writes metrics.json, so no
 other module spells a file name or parses that file. It imports nothing heavier than the config.
@@ -65,13 +67,14 @@ DECODER_ONNX = "decoder.onnx"
 
 STUDY_FILE = "study.json"
 COMPARISON_PNG = "comparison.png"
+RATE_DISTORTION_PNG = "rate_distortion.png"  # a grid study's: rate against distortion, one point per cell
 FINAL_CSV = "final_metrics.csv"
 FINAL_MD = "final_metrics.md"
 REPORT_HTML = "report.html"
 MLFLOW_DB = "mlflow.db"  # the default MLflow store, beside the study's runs
 RUN_DIR_PREFIX = "latent_"
 RUN_DIR_PATTERN = re.compile(r"latent_(\d+)")
-RUN_DIR_GLOB = "latent_*"
+GRID_RUN_PATTERN = re.compile(r"[^=,/]+=[^=,/]+(,[^=,/]+=[^=,/]+)*")  # beta=0.5,z=2,seed=1
 
 
 def run_dir_name(latent_dim: int) -> str:
@@ -89,10 +92,22 @@ def latent_dim_of(run_dir: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def is_grid_run_name(name: str) -> bool:
+    return GRID_RUN_PATTERN.fullmatch(name) is not None
+
+
 def study_run_dirs(study_dir: str | os.PathLike) -> list[Path]:
-    """Every ``latent_<z>/`` directory of a study, by latent size."""
-    found = [p for p in Path(study_dir).iterdir() if p.is_dir() and latent_dim_of(p) is not None]
-    return sorted(found, key=latent_dim_of)
+    """Every run directory of a study: the ``latent_<z>/`` ones by latent size, then those named by grid
+    coordinates in the order study.json plans them (by name where it does not list them)."""
+    children = [p for p in Path(study_dir).iterdir() if p.is_dir()]
+    latent = sorted((p for p in children if latent_dim_of(p) is not None), key=latent_dim_of)
+    grid = [p for p in children if is_grid_run_name(p.name)]
+    try:
+        planned = [run["dir"] for run in (read_study_file(study_dir) or {}).get("runs", [])]
+    except StudyFileError:
+        planned = []
+    order = {name: i for i, name in enumerate(planned)}
+    return latent + sorted(grid, key=lambda p: (order.get(p.name, len(order)), p.name))
 
 
 def frame_path(run_dir: str | os.PathLike, index: int) -> Path:
@@ -122,8 +137,28 @@ class StudyFileError(VaelabError):
     """study.json cannot be read or does not list latent sizes."""
 
 
-def write_study_file(study_dir: str | os.PathLike, latent_dims: list[int]) -> None:
-    write_text_atomic(Path(study_dir) / STUDY_FILE, json.dumps({"latent_dims": list(latent_dims)}, indent=2) + "\n")
+def write_study_file(study_dir: str | os.PathLike, latent_dims: list[int], grid: dict[str, Any] | None = None) -> None:
+    """study.json: the latent sizes planned and, for a grid study, ``grid`` (axes, seeds, base config, runs)."""
+    payload = {"latent_dims": list(latent_dims), **(grid or {})}
+    write_text_atomic(Path(study_dir) / STUDY_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def read_study_file(study_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """study.json as a dict, or None where there is none; StudyFileError where it is unreadable."""
+    path = Path(study_dir) / STUDY_FILE
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StudyFileError(f"{path}: not a readable study file ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(payload, dict):
+        raise StudyFileError(f"{path}: not a study file (a {type(payload).__name__}, not an object).")
+    runs = payload.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("dir"), str)
+                                             and isinstance(r.get("coords", {}), dict) for r in runs):
+        raise StudyFileError(f"{path}: 'runs' must be a list of {{dir, coords}} entries.")
+    return payload
 
 
 def read_study_dims(study_dir: str | os.PathLike) -> list[int] | None:

@@ -416,8 +416,10 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with precision.autocast(self.precision, self.device):
             logits, mu, logvar = model(x, state.noise)
-        beta = kl_weight(cfg.train.beta, cfg.train.warmup_epochs, state.step, self.steps_per_epoch)
         bare = state.model  # DDP wraps it
+        # A plain autoencoder trains on the reconstruction term alone.
+        beta = 0.0 if bare.is_autoencoder else kl_weight(cfg.train.beta, cfg.train.warmup_epochs, state.step,
+                                                         self.steps_per_epoch)
         # The loss itself in fp32, whatever precision the network ran in.
         loss = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.model.likelihood, beta,
                              bare.decoder_std(), bare.linear_output)[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
@@ -19,13 +20,13 @@ from .study import ReportedRun
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#882255", "#000000")
 
 
-def run_colours(runs: Sequence[ReportedRun]) -> dict[int, str]:
-    """The colour of each latent size, the same in every plot and table of the report."""
-    return {run.latent_dim: PALETTE[i % len(PALETTE)] for i, run in enumerate(runs)}
+def run_colours(runs: Sequence[ReportedRun]) -> dict[str, str]:
+    """The colour of each run (by directory name), the same in every plot and table of the report."""
+    return {run.name: PALETTE[i % len(PALETTE)] for i, run in enumerate(runs)}
 
 
 def run_label(run: ReportedRun) -> str:
-    label = f"latent size {run.latent_dim}"
+    label = run.label
     return label if run.finished else f"{label} (epoch {epoch_text(run.epochs_done)} of {run.epochs_planned})"
 
 
@@ -48,25 +49,29 @@ def plot_comparison(runs: Sequence[ReportedRun], path: Path) -> None:
         for run in runs:
             epochs = [r["epoch"] for r in run.history]
             values = [r["test"][metric] for r in run.history]
-            ax.plot(epochs, values, color=colours[run.latent_dim], lw=2, marker="o", ms=3.5, label=run_label(run))
+            ax.plot(epochs, values, color=colours[run.name], lw=2, marker="o", ms=3.5, label=run_label(run))
         ax.set_title(f"{title}  ", loc="left", fontsize=12, fontweight="bold")
         ax.set_title(unit, loc="right", fontsize=9, color="#5b6472")
-        # Log epochs, as in each run's metrics.png: the first epoch, where the curves move most, gets room.
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator(EPOCH_TICKS))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.grid(True, color="#e3e6eb", lw=0.8)
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.tick_params(labelsize=9)
+        style_epoch_axis(ax)
     for ax in axes[1]:
         ax.set_xlabel("epoch (log scale)", fontsize=10)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=min(len(runs), 4), frameon=False, fontsize=10.5)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
-def _save_figure(fig: Figure, path: Path) -> None:
+def style_epoch_axis(ax: Any) -> None:
+    """Log epochs, as in each run's metrics.png: the first epoch, where the curves move most, gets room."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(EPOCH_TICKS))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, color="#e3e6eb", lw=0.8)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=9)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
     """Write via a temporary file, so a page open meanwhile never shows half a PNG."""
     with atomic_file(path) as f:
         fig.savefig(f, format="png", facecolor="white")

@@ -19,7 +19,10 @@ from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
 from .. import __version__
-from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD
+from ..config import has_latent_plane
+from ..grid import coords_text, value_text
+from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG
+from .cells import GridCell, axis_values, cells_of
 from .figures import (
     ANIMATIONS,
     ARCHITECTURE_FIGURE,
@@ -66,12 +69,14 @@ class TableView:
 
 @dataclass
 class RunSectionView:
-    latent_dim: int
+    anchor: str  # latent-<z>, or run-<n> in a grid
+    title: str
     colour: str
     dir_name: str
     chips: list[Cell]
     figure_rows: list[list[FigureView]]
     missing: list[str] = field(default_factory=list)
+    folded: bool = False  # a grid's runs start folded, so the page stays readable
 
 
 # -- the runs' figures -------------------------------------------------------------------------------
@@ -87,7 +92,7 @@ def figure_view(study_dir: Path, run: ReportedRun, names: Sequence[str], caption
         except (OSError, UnidentifiedImageError):
             continue
         src = quote(path.relative_to(study_dir).as_posix())
-        return FigureView(src, width, height, f"latent size {run.latent_dim}: {caption}", caption,
+        return FigureView(src, width, height, f"{run.label}: {caption}", caption,
                           f"{(width / height) ** 0.6:.3f}")
     return None
 
@@ -101,11 +106,16 @@ def run_chips(run: ReportedRun) -> list[Cell]:
     return [*chips, Cell(f"test −ELBO {run.test('loss'):.2f}"), Cell(f"MSE {run.test('mse'):.4f}")]
 
 
-def run_section(study_dir: Path, run: ReportedRun, colour: str) -> RunSectionView:
-    section = RunSectionView(run.latent_dim, colour, run.path.name, run_chips(run), [])
-    # One row each; the manifold (latent size 2 only) needs the full width to show its digits.
-    figure_specs = [ANIMATIONS, (TRAINING_FIGURE,), GENERATION_FIGURES,
-                    *([(MANIFOLD_FIGURE,)] if run.latent_dim == 2 else []), (ARCHITECTURE_FIGURE,)]
+def run_section(study_dir: Path, run: ReportedRun, colour: str, anchor: str, animated: bool = True) -> RunSectionView:
+    """A run's figures; ``animated`` False shows the last frame of each animation instead of the GIF (a grid's
+    further seeds, to keep the page's weight down)."""
+    title = run.label[0].upper() + run.label[1:]
+    section = RunSectionView(anchor, title, colour, run.path.name, run_chips(run), [], folded=bool(run.coords))
+    arch = str(run.config.get("model", {}).get("arch", "mlp"))
+    animations = ANIMATIONS if animated else tuple((names[1:], caption) for names, caption in ANIMATIONS)
+    # One row each; the manifold (a plane latent only) needs the full width to show its images.
+    figure_specs = [animations, (TRAINING_FIGURE,), GENERATION_FIGURES,
+                    *([(MANIFOLD_FIGURE,)] if has_latent_plane(arch, run.latent_dim) else []), (ARCHITECTURE_FIGURE,)]
     for specs in figure_specs:
         row = []
         for names, caption in specs:
@@ -145,7 +155,7 @@ def same_or_each(runs: Sequence[ReportedRun], value_of: Callable[[ReportedRun], 
     values = [value_of(run) for run in runs]
     if len(set(values)) == 1:
         return values[0]
-    return "; ".join(f"{v} (latent {run.latent_dim})" for run, v in zip(runs, values, strict=True))
+    return "; ".join(f"{v} ({run.short_label})" for run, v in zip(runs, values, strict=True))
 
 
 SettingsColumn = tuple[str, list[tuple[str, str]]]  # a group's title, its (label, value) rows
@@ -206,7 +216,7 @@ def setup_facts(runs: Sequence[ReportedRun]) -> list[tuple[str, str]]:
         ("device", same_or_each(runs, device_text)),
         *software_facts(runs),
         ("vaelab", same_or_each(runs, lambda r: str(r.config.get("vaelab_version", "?")))),
-        ("latent sizes", ", ".join(str(r.latent_dim) for r in runs)),
+        ("latent sizes", ", ".join(dict.fromkeys(str(r.latent_dim) for r in runs))),
         ("images scored per evaluation", same_or_each(
             runs, lambda r: f"{r.eval_sizes.get('train', '?')} train, {r.eval_sizes.get('test', '?')} test")),
         ("total wall time", duration(sum(r.wall_time_s for r in runs))),
@@ -214,7 +224,8 @@ def setup_facts(runs: Sequence[ReportedRun]) -> list[tuple[str, str]]:
 
 
 def runs_table(runs: Sequence[ReportedRun], differing: Sequence[tuple[str, str]]) -> TableView:
-    headings = ["latent size", "status", "evaluation points", "wall time", "in training steps",
+    grid = any(run.coords for run in runs)
+    headings = ["run" if grid else "latent size", "status", "evaluation points", "wall time", "in training steps",
                 *(key.replace("_", " ") for _, key in differing)]
     rows = []
     for run in runs:
@@ -222,7 +233,8 @@ def runs_table(runs: Sequence[ReportedRun], differing: Sequence[tuple[str, str]]
                   else f"stopped at epoch {epoch_text(run.epochs_done)} of {run.epochs_planned}")
         train_s = run.latest.get("train_s")
         shown = shown_settings(run.config)
-        texts = [str(run.latent_dim), status, str(len(run.history)), duration(run.wall_time_s),
+        texts = [run.short_label if grid else str(run.latent_dim), status, str(len(run.history)),
+                 duration(run.wall_time_s),
                  duration(float(train_s)) if isinstance(train_s, (int, float)) else "not recorded",
                  *(shown[group].get(key, "") for group, key in differing)]
         rows.append([Cell(text) for text in texts])
@@ -232,15 +244,16 @@ def runs_table(runs: Sequence[ReportedRun], differing: Sequence[tuple[str, str]]
 # -- the final tables --------------------------------------------------------------------------------
 
 
-def metrics_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], colours: dict[int, str],
-                  table_id: str, progress: bool) -> TableView:
-    """One row per run; ``progress`` adds the epochs reached and the wall time."""
+def metrics_table(runs: Sequence[ReportedRun], rows: Sequence[dict[str, Any]], columns: Sequence[Column],
+                  colours: dict[str, str], table_id: str, progress: bool) -> TableView:
+    """One row per run (``rows[i]`` is ``runs[i]``'s); ``progress`` adds the epochs reached and the wall time."""
     best = best_values(rows, columns)
-    headings = ["latent size", *(["epochs"] if progress else []), *(c.header for c in columns),
+    grid = any(run.coords for run in runs)
+    headings = ["run" if grid else "latent size", *(["epochs"] if progress else []), *(c.header for c in columns),
                 *(["time"] if progress else [])]
     body = []
-    for row in rows:
-        cells = [Cell(str(row["latent_dim"]), swatch=colours[row["latent_dim"]])]
+    for run, row in zip(runs, rows, strict=True):
+        cells = [Cell(run.short_label if grid else str(row["latent_dim"]), swatch=colours[run.name])]
         if progress:
             cells.append(Cell(epochs_cell(row), None if row["finished"] else "muted"))
         for column in columns:
@@ -278,9 +291,92 @@ def absent_text(runs: Sequence[ReportedRun]) -> str:
     return "; ".join(f"{and_list(keys)}: {why}" for why, keys in reasons.items())
 
 
-def page_title(runs: Sequence[ReportedRun]) -> str:
+def page_title(study: Study) -> str:
+    runs = study.runs
     dataset = dataset_title(runs[0].config.get("data", {}))
-    return f"vaelab study · {dataset} · latent sizes {and_list([str(r.latent_dim) for r in runs])}"
+    if study.grid is None:
+        return f"vaelab study · {dataset} · latent sizes {and_list([str(r.latent_dim) for r in runs])}"
+    axes = " × ".join(f"{a.name} ({len(a.values)})" for a in study.grid.axes)
+    seeds = f" × {len(study.grid.seeds)} seeds" if study.grid.seeds else ""
+    return f"vaelab study · {dataset} · {axes}{seeds}"
+
+
+# -- a grid study --------------------------------------------------------------------------------------
+
+GRID_METRICS = (("loss", "test −ELBO", ".2f"), ("nll", "test NLL", ".2f"), ("kl", "test KL", ".2f"),
+                ("mse", "test MSE", ".4f"), ("ssim", "test SSIM", ".3f"), ("psnr", "test PSNR (dB)", ".2f"))
+GRID_MEASURES = (("iwae_log_likelihood", "IWAE log p(x)", ".2f"), ("active_units", "active units", ".1f"),
+                 ("probe_accuracy", "probe accuracy", ".3f"), ("fd_classifier", "FD (classifier)", ".2f"),
+                 ("sample_class_entropy", "sample class entropy", ".3f"))
+
+
+@dataclass
+class GridView:
+    table: TableView  # one row per cell: its coordinates, seeds, and mean ± sd of each metric
+    pivots: list[tuple[str, TableView]]  # the headline metrics with one axis down and the others across
+    rate_distortion: str
+    notes: list[str]
+
+
+def grid_table(study: Study, cells: Sequence[GridCell]) -> TableView:
+    axes = list(study.grid.axes)
+    measures = [m for m in GRID_MEASURES if any(c.final(m[0]) is not None for c in cells)]
+    headings = [a.name for a in axes] + ["seeds"] + [h for _, h, _ in GRID_METRICS] + [h for _, h, _ in measures]
+    rows = []
+    for cell in cells:
+        texts = [value_text(cell.value(a.key)) for a in axes] + [str(len(cell.runs))]
+        texts += [_stat_text(cell.test(m), fmt) for m, _, fmt in GRID_METRICS]
+        texts += [_stat_text(cell.final(m), fmt) for m, _, fmt in measures]
+        rows.append([Cell(t) for t in texts])
+    return TableView("grid-table", headings, rows)
+
+
+def _stat_text(stat: Any, fmt: str) -> str:
+    return "" if stat is None else stat.text(fmt)
+
+
+def pivot_tables(study: Study, cells: Sequence[GridCell]) -> list[tuple[str, TableView]]:
+    """Test -ELBO and PSNR, mean ± sd: the first varied axis down, the other axes' combinations across."""
+    varied = [a for a in study.grid.axes if len(axis_values(cells, a.key)) > 1]
+    if len(varied) < 2:
+        return []
+    down, across = varied[0], varied[1:]
+    columns = list(dict.fromkeys(tuple((a.key, c.value(a.key)) for a in across) for c in cells))
+    tables = []
+    for metric, title, fmt in (GRID_METRICS[0], GRID_METRICS[5]):
+        rows = []
+        for value in axis_values(cells, down.key):
+            row = [Cell(f"{down.name} {value_text(value)}")]
+            for column in columns:
+                match = [c for c in cells if c.value(down.key) == value and all(c.value(k) == v for k, v in column)]
+                row.append(Cell(_stat_text(match[0].test(metric), fmt) if match else "—"))
+            rows.append(row)
+        headings = [down.name] + [coords_text(column) for column in columns]
+        tables.append((title, TableView(f"pivot-{metric}", headings, rows)))
+    return tables
+
+
+def grid_view(study: Study) -> GridView | None:
+    if study.grid is None:
+        return None
+    cells = cells_of(study.runs)
+    notes = []
+    if any(c.value("model.objective") == "ae" for c in cells):
+        notes.append("A plain autoencoder has no posterior noise and no KL term: its KL is recorded as 0, its −ELBO "
+                     "column holds its reconstruction NLL at z = μ, and the rate–distortion plane draws it as a "
+                     "vertical line at its distortion.")
+    return GridView(grid_table(study, cells), pivot_tables(study, cells), RATE_DISTORTION_PNG, notes)
+
+
+def run_anchors(study: Study) -> list[str]:
+    return [f"run-{i + 1}" if study.is_grid else f"latent-{run.latent_dim}" for i, run in enumerate(study.runs)]
+
+
+def animated_runs(study: Study) -> set[str]:
+    """The runs whose sections show animations: every run, or in a grid the first seed of each cell."""
+    if not study.is_grid:
+        return {run.name for run in study.runs}
+    return {cell.runs[0].name for cell in cells_of(study.runs)}
 
 
 def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]]) -> str:
@@ -288,26 +384,31 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
     colours = run_colours(runs)
     settings, differing = shared_settings(runs)
     measures = measure_columns(rows)
+    anchors, animated = run_anchors(study), animated_runs(study)
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                               lstrip_blocks=True, keep_trailing_newline=True)
     return environment.get_template("report.html.j2").render(
         css=Markup((TEMPLATES / "report.css").read_text()),  # vaelab's own stylesheet, inlined as it is
-        title=page_title(runs),
+        title=page_title(study),
         study_name=study.path.name,
         built=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         version=__version__,
-        nav=[("setup", "What was run"), ("final", "Final metrics"), ("reading", "Reading"),
-             ("comparison", "Comparison"),
-             *((f"latent-{r.latent_dim}", f"Latent size {r.latent_dim}") for r in runs)],
+        nav=[("setup", "What was run"), *([("grid", "Grid")] if study.is_grid else []), ("final", "Final metrics"),
+             ("reading", "Reading"), ("comparison", "Comparison"),
+             *(((anchor, run.label[0].upper() + run.label[1:]) for anchor, run in zip(anchors, runs, strict=True))
+               if not study.is_grid else [("runs-detail", "Runs")])],
+        grid=grid_view(study),
         facts=setup_facts(runs),
         settings=settings,
         runs_table=runs_table(runs, differing),
-        final_table=metrics_table(rows, TABLE_COLUMNS, colours, "final-table", progress=True),
-        measures_table=metrics_table(rows, measures, colours, "measures-table", progress=False) if measures else None,
+        final_table=metrics_table(runs, rows, TABLE_COLUMNS, colours, "final-table", progress=True),
+        measures_table=(metrics_table(runs, rows, measures, colours, "measures-table", progress=False)
+                        if measures else None),
         absent=absent_text(runs),
         final_csv=FINAL_CSV,
         final_md=FINAL_MD,
         reading=reading,
         comparison_png=COMPARISON_PNG,
-        sections=[run_section(study.path, run, colours[run.latent_dim]) for run in runs],
+        sections=[run_section(study.path, run, colours[run.name], anchor, run.name in animated)
+                  for anchor, run in zip(anchors, runs, strict=True)],
     )

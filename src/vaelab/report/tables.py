@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import write_text_atomic
 from ..evaluation import METRICS
+from ..grid import SHORT_NAMES, short_name, value_text
 from .reading import duration, epoch_text
 from .study import ReportedRun
 
@@ -42,7 +43,10 @@ def final_rows(runs: Sequence[ReportedRun]) -> list[dict[str, Any]]:
     """One row per latent size: its latest evaluation point and every "final" measure."""
     rows = []
     for run in runs:
+        # A grid's runs start with their name and coordinates (a latent-size study's rows are as they were).
+        coords = {"run": run.name, **{short_name(k): value_text(v) for k, v in run.coords}} if run.coords else {}
         row: dict[str, Any] = {
+            **coords,
             "latent_dim": run.latent_dim,
             "epochs_done": run.epochs_done,
             "epochs_planned": run.epochs_planned,
@@ -72,9 +76,9 @@ MEASURE_COLUMNS = {c.key: c for c in (
 
 def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     """A column for every "final" measure any run has, in the order they appear."""
-    fixed = {"latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
-             *(f"{s}_{m}" for s in ("test", "train") for m in METRICS)}
-    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed)
+    fixed = {"run", "latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
+             *(f"{s}_{m}" for s in ("test", "train") for m in METRICS), *SHORT_NAMES.values()}
+    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed and "." not in k)
     return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
 
 
@@ -104,11 +108,12 @@ def format_cell(row: dict[str, Any], column: Column) -> str:
 
 def final_markdown(rows: Sequence[dict[str, Any]]) -> str:
     columns = final_columns(rows)
-    header = ["latent size", "epochs", *(c.header.replace("−", "-") for c in columns), "time"]
+    grid = any("run" in row for row in rows)
+    header = ["run" if grid else "latent size", "epochs", *(c.header.replace("−", "-") for c in columns), "time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for row in rows:
-        cells = [str(row["latent_dim"]), epochs_cell(row), *(format_cell(row, c) for c in columns),
-                 duration(row["wall_time_s"])]
+        cells = [str(row["run"] if grid else row["latent_dim"]), epochs_cell(row),
+                 *(format_cell(row, c) for c in columns), duration(row["wall_time_s"])]
         lines.append("| " + " | ".join(cells) + " |")
     note = ("Test and train metrics at each run's latest evaluation point; -ELBO, NLL and KL in nats per image. "
             "An epoch count 'x of y' marks a run still training or interrupted.")

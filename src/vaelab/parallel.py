@@ -1,0 +1,135 @@
+"""Running a study's runs side by side: as local processes (``--jobs N``) or as Ray tasks (``--executor ray``).
+
+Each run trains in its own process with its own share of the cores (``threads`` each), writes its run
+directory exactly as ``vaelab train`` does, and sends back its result without the model. Runs are
+independent: one that fails leaves the others training, and the study reports every failure at the end
+with the command that resumes it. Why processes: the machines vaelab is made on do more work as
+single-threaded processes side by side than as one process using every core (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError, VaelabError
+
+EXECUTORS = ("process", "ray")
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """What one worker needs: the run's config and directory, how to run it, and the data when the caller
+    passed a data set in memory (else the worker loads the one the config names)."""
+
+    config: Any  # RunConfig
+    run_dir: Path
+    options: Any  # RunOptions, with progress bars off
+    dataset: Any = None
+
+
+def cores() -> int:
+    """The cores this process may use (the affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def auto_jobs(n_runs: int) -> int:
+    """One single-threaded run per core, never more processes than runs."""
+    return max(1, min(cores(), n_runs))
+
+
+def threads_per_job(jobs: int) -> int:
+    return max(1, cores() // jobs)
+
+
+def train_task(train: Callable[..., Any], task: RunTask, threads: int) -> Any:
+    """Train one run in this (worker) process with ``threads`` threads through ``train`` (the pipeline's,
+    passed in so that this module needs nothing later in the flow); the result without the model."""
+    import torch
+
+    torch.set_num_threads(threads)
+    result = train(task.config, task.run_dir, task.options, dataset=task.dataset, notify=_quiet)
+    return replace(result, model=None)
+
+
+def _quiet(_: str) -> None:
+    """Workers keep their chatter to themselves; the study prints one line per finished run."""
+
+
+def run_tasks(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, executor: str = "process",
+              ray_address: str | None = None, on_done: Callable[[RunTask, Any], None] | None = None) -> list[Any]:
+    """Each task's result, or the exception it raised, in the order of ``tasks``."""
+    if executor not in EXECUTORS:
+        raise SettingsError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}.")
+    threads = threads_per_job(jobs)
+    if executor == "ray":
+        return _run_on_ray(train, tasks, jobs, threads, ray_address, on_done)
+    results: list[Any] = [None] * len(tasks)
+    # spawn, not fork: a forked child inherits torch's thread pools and any held locks of the parent.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(train_task, train, task, threads): i for i, task in enumerate(tasks)}
+        for future in concurrent.futures.as_completed(futures):
+            i = futures[future]
+            results[i] = _outcome(future.result, tasks[i], on_done)
+    return results
+
+
+def _outcome(get: Callable[[], Any], task: RunTask, on_done: Callable[[RunTask, Any], None] | None) -> Any:
+    try:
+        result = get()
+    except Exception as exc:  # a user error, a killed worker or a bug: kept for the summary, the others go on
+        result = exc
+    if on_done is not None:
+        on_done(task, result)
+    return result
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SettingsError("--executor ray needs Ray: pip install 'vaelab[ray]' (or pip install ray).") from None
+    return ray
+
+
+def _run_on_ray(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, threads: int, address: str | None,
+                on_done: Callable[[RunTask, Any], None] | None) -> list[Any]:
+    """Each run as a Ray task asking for ``threads`` CPUs; a local Ray instance unless ``address`` is given.
+    Every task writes to the study directory, which must be shared where the cluster has several machines."""
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = {"num_cpus": jobs * threads} if address is None else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+    try:
+        remote = ray.remote(num_cpus=threads, max_retries=0)(train_task)
+        refs = [remote.remote(train, task, threads) for task in tasks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(tasks)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i = index[done[0]]
+            results[i] = _outcome(lambda ref=done[0]: _ray_get(ray, ref), tasks[i], on_done)
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_get(ray: Any, ref: Any) -> Any:
+    """The task's value; a failed task's own exception where Ray kept it (RayTaskError wraps it)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, BaseException) else VaelabError(str(exc))) from None
