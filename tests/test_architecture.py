@@ -14,7 +14,7 @@ LAYERS = {
     2: ["grid", "data", "images", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
     3: ["evaluation", "distributed"],
     4: ["training", "parallel"],
-    5: ["measures", "visualisation", "trackers"],
+    5: ["latent_geometry", "measures", "visualisation", "trackers"],
     6: ["report"],
     7: ["pipeline", "explorer", "guard", "export"],
     8: ["serve", "cli", "notebook", "__init__", "__main__"],

@@ -2,12 +2,18 @@
 same numbers, resume that adds values, the plain autoencoder, and the grid report."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import vaelab
-from conftest import small_config
+import vaelab.pipeline
+from conftest import small_config, write_idx_dataset
 from vaelab.cli import cli
 from vaelab.pipeline import RunOptions
 
@@ -27,11 +33,10 @@ def histories(study_dir):
 def test_runs_side_by_side_give_the_numbers_of_runs_one_by_one(mnist, tmp_path):
     data = mnist.head(512, 200)
     axes = {"beta": [0.5, 2]}
-    one = vaelab.study([2], tmp_path / "one", small_config(), QUICK, axes=axes, seeds=2, dataset=data, notify=print)
-    two = vaelab.study([2], tmp_path / "two", small_config(), QUICK, axes=axes, seeds=2, dataset=data, jobs=2,
-                       notify=print)
-    assert sorted(one.runs) == sorted(two.runs) == ["beta=0.5,z=2,seed=0", "beta=0.5,z=2,seed=1",
-                                                    "beta=2,z=2,seed=0", "beta=2,z=2,seed=1"]
+    # One thread per run either way: a run's numbers depend on its thread count (the order of float sums).
+    one = vaelab.study([2, 3], tmp_path / "one", small_config(), QUICK, axes=axes, seeds=2, dataset=data, threads=1)
+    two = vaelab.study([2, 3], tmp_path / "two", small_config(), QUICK, axes=axes, seeds=2, dataset=data, jobs=2)
+    assert len(one.runs) == 8 and sorted(one.runs) == sorted(two.runs)
     assert histories(tmp_path / "one") == histories(tmp_path / "two")
     assert all(run.model is None for run in two.runs.values())
 
@@ -52,6 +57,15 @@ def test_a_resumed_grid_trains_only_the_values_added_to_an_axis(mnist, tmp_path)
     plan = json.loads((tmp_path / "study.json").read_text())
     assert plan["axes"][0] == {"key": "train.beta", "values": [1.0, 4.0]} and plan["seeds"] == [0, 1]
     assert len(plan["runs"]) == 4 and plan["base_config"]["train"]["epochs"] == 1
+
+
+def test_a_job_array_task_trains_only_its_run_of_the_grid(mnist, tmp_path):
+    data = mnist.head(512, 200)
+    task = vaelab.study([2, 3], tmp_path, small_config(), QUICK, axes={"beta": [1, 4]}, run_index=2, dataset=data)
+    assert list(task.runs) == ["beta=4,z=2"] and [p.name for p in tmp_path.glob("*=*")] == ["beta=4,z=2"]
+    assert len(json.loads((tmp_path / "study.json").read_text())["runs"]) == 4
+    with pytest.raises(vaelab.pipeline.SettingsError, match="numbered 0 to 3"):
+        vaelab.study([2, 3], tmp_path, small_config(), QUICK, axes={"beta": [1, 4]}, run_index=4, dataset=data)
 
 
 def test_a_plain_autoencoder_trains_on_the_reconstruction_term_alone(mnist, tmp_path):
@@ -89,3 +103,97 @@ def test_a_bad_vary_exits_2_and_trains_nothing(tmp_path, args, complaint):
     result = CliRunner().invoke(cli, ["study", *args, "--study-dir", str(tmp_path / "s")])
     assert result.exit_code == 2 and complaint in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+
+
+@pytest.mark.slow
+def test_ray_tasks_give_the_numbers_of_runs_one_by_one(mnist, tmp_path):
+    pytest.importorskip("ray")
+    data = mnist.head(512, 200)
+    vaelab.study([2, 3], tmp_path / "one", small_config(), QUICK, axes={"beta": [1]}, dataset=data, threads=1)
+    on_ray = vaelab.study([2, 3], tmp_path / "ray", small_config(), QUICK, axes={"beta": [1]}, dataset=data, jobs=2,
+                          threads=1, executor="ray")
+    assert sorted(on_ray.runs) == ["beta=1,z=2", "beta=1,z=3"]
+    assert histories(tmp_path / "one") == histories(tmp_path / "ray")
+
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = Path(__file__).with_name("fault_driver.py")
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def small_idx(mnist, tmp_path_factory) -> Path:
+    return write_idx_dataset(tmp_path_factory.mktemp("grid_idx"), mnist.head(1024, 256))
+
+
+def grid_study(small_idx, study_dir, *extra, fault=None, jobs="1"):
+    """`vaelab study` over a beta x z grid with 2 seeds in a subprocess, under fault_driver.py when ``fault``."""
+    args = ["study", "--study-dir", str(study_dir), "--dataset", "idx", "--data-dir", str(small_idx), "--vary",
+            "beta=0.5,2", "-z", "2,3", "--seeds", "2", "--hidden", "64", "--batch-size", "128", "--train-eval-size",
+            "300", "--epochs", "2", "--device", "cpu", "--no-progress", "--no-measures", "--no-tensorboard",
+            "--no-artifacts", "--jobs", jobs, *extra]
+    command = [str(DRIVER), *fault] if fault else ["-m", "vaelab"]
+    return subprocess.run([sys.executable, *command, *args], env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_grid_killed_mid_run_resumes_to_the_uninterrupted_numbers(small_idx, tmp_path):
+    reference = grid_study(small_idx, tmp_path / "whole")
+    assert reference.returncode == 0, reference.stderr
+    killed = grid_study(small_idx, tmp_path / "killed", fault=("step", "37", "KILL"))  # in the third run
+    assert killed.returncode == -9
+    resumed = grid_study(small_idx, tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("already finished, skipped") == 2
+    assert len(histories(tmp_path / "whole")) == 8
+    assert histories(tmp_path / "killed") == histories(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_killing_a_study_of_parallel_runs_ends_its_workers_and_resume_finishes_them(small_idx, tmp_path):
+    study = tmp_path / "parallel"
+    process = subprocess.Popen([sys.executable, "-m", "vaelab", "study", "--study-dir", str(study), "--dataset", "idx",
+                                "--data-dir", str(small_idx), "--vary", "beta=0.5,2", "-z", "2", "--hidden", "64",
+                                "--train-eval-size", "300", "--epochs", "30", "--device", "cpu", "--no-progress",
+                                "--no-measures", "--no-tensorboard", "--no-artifacts", "--jobs", "2"],
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not all((study / name / "checkpoint.pt").exists() for name in ("beta=0.5,z=2", "beta=2,z=2")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                                              text=True).stdout.split()]
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+              for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived the study"
+        time.sleep(0.2)
+    resumed = subprocess.run([sys.executable, "-m", "vaelab", "study", "--study-dir", str(study), "--resume",
+                              "--epochs", "1", "--no-progress", "--no-measures", "--no-tensorboard", "--no-artifacts"],
+                             env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert {run["dir"] for run in json.loads((study / "study.json").read_text())["runs"]} == {
+        "beta=0.5,z=2", "beta=2,z=2"}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_grid_report_with_every_figure_renders_without_a_broken_image(mnist, tmp_path, page):
+    options = RunOptions(progress=False, measures=False, tensorboard=False)
+    vaelab.study([2], tmp_path, small_config(), options, axes={"beta": [0.5, 2]}, seeds=2,
+                 dataset=mnist.head(512, 200))
+    html = (tmp_path / "report.html").read_text()
+    # GIFs for the first seed of each cell, the last frame for the other (each linked and shown: twice)
+    assert html.count("latent_space.gif") == 4 and html.count("latent_space.png") == 4
+    page.goto((tmp_path / "report.html").as_uri(), wait_until="load")
+    images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])")
+    # comparison + rate-distortion, then 7 figures per run (the manifold: a plane latent)
+    assert len(images) == 2 + 4 * 7 and all(width > 0 for _, width in images), images
+    assert page.errors == []
+
+
+def test_the_claims_preset_is_a_study_not_a_run(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--preset", "claims", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "vaelab study --preset claims" in result.output

@@ -38,7 +38,7 @@ from .errors import Interrupted, ReportError, VaelabError
 from .measures import DEFAULT_IWAE_K
 from .parallel import EXECUTORS
 from .pipeline import DEFAULT_LATENT_DIMS, DEFAULT_STUDY_DIR, RunOptions
-from .presets import PRESETS
+from .presets import PRESETS, STUDY_DESIGNS
 from .report import build_report, redraw_stale_figures
 
 # The options that set a RunConfig field, by its dotted name. The rest steer the command, not the model.
@@ -182,8 +182,10 @@ def running_options() -> list[Callable]:
                           "20 epochs). original-vae: the same with its configured KL weight applied. "
                           "original-small: vaelab's earlier, much smaller conv-spatial stand-in. original-wide: "
                           "vaelab's best recipe on the published metric (conv-spatial at widths 128,256, no KL term, "
-                          "one-cycle lr peaking at 3e-3, bf16, 20 epochs; docs/original.md). Options given "
-                          "explicitly still win."),
+                          "one-cycle lr peaking at 3e-3, bf16, 20 epochs; docs/original.md). claims (vaelab study "
+                          "only): a plain autoencoder against a VAE at latent sizes 2 and 16, 3 seeds, 3 epochs, "
+                          "runs side by side; its report measures the published AE-vs-VAE claims "
+                          "(docs/studies.md). Options given explicitly still win."),
         click.option("--measures/--no-measures", default=True, show_default=True,
                      help="After training, add the IWAE log-likelihood, active units, latent probe and "
                           "classifier-based generation score to metrics.json (the first run per dataset "
@@ -299,6 +301,9 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
     """
     from . import distributed
 
+    if opts["preset"] in STUDY_DESIGNS:
+        raise click.UsageError(f"--preset {opts['preset']} is a whole study: run it with 'vaelab study --preset "
+                               f"{opts['preset']}'.")
     apply_preset(ctx, opts)
     config = build_config(ctx, latent_dim if _given(ctx, "latent_dim") or not opts["config_file"] else None, opts)
     run_dir = run_dir or rundir.run_dir_of(study_dir, config.model.latent_dim)
@@ -325,17 +330,24 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
 @click.option("--seed-list", type=str, default=None, help="Repeat every run with these seeds, e.g. 0,1,2.")
 @click.option("--jobs", type=str, default="1", show_default=True,
               help="Train this many runs at once, as separate processes sharing the cores (auto: one per core, one "
-                   "thread each). A run's numbers do not depend on it.")
+                   "thread each). At a given --threads, a run's numbers do not depend on it.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads per run [default: every core for --jobs 1, an equal share of the cores otherwise]. A "
+                   "run's numbers depend on its thread count (the order of floating-point sums), not on --jobs.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="process", show_default=True,
               help="process: --jobs local processes. ray: each run as a Ray task (a local Ray instance, or the "
                    "cluster at --ray-address; the study directory must be shared). Needs pip install 'vaelab[ray]'.")
 @click.option("--ray-address", type=str, default=None, help="The Ray cluster to run on (default: start a local one).")
+@click.option("--run-index", type=click.IntRange(min=0), default=None,
+              help="Train only this run of the grid (0-based, in study.json's order), e.g. $SLURM_ARRAY_TASK_ID in "
+                   "a job array; use with --resume (docs/scaling.md).")
 @click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
               show_default=True, help="Where the study's runs and report go.")
 @training_options
 @click.pass_context
 def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: int | None, seed_list: str | None,
-          jobs: str, executor: str, ray_address: str | None, study_dir: Path, **opts: Any) -> None:
+          jobs: str, threads: int | None, executor: str, ray_address: str | None, run_index: int | None,
+          study_dir: Path, **opts: Any) -> None:
     """Train one VAE per latent size (and per value of every --vary, times --seeds) and compare them.
 
     With --resume, finished runs are skipped, an interrupted one continues, and values added to an axis
@@ -347,8 +359,11 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
         raise click.UsageError("vaelab study trains its latent sizes one after another and does not run under "
                                "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
                                "latent size instead.")
-    dims = parse_latent_dims(latent_dims)
-    axes = [grid.parse_axis(text) for text in vary]
+    design = STUDY_DESIGNS.get(opts["preset"], {})
+    dims = parse_latent_dims(latent_dims) if _given(ctx, "latent_dims") or not design else design["latent_dims"]
+    axes = [grid.parse_axis(text) for text in vary] or [grid.axis_of(k, v) for k, v in design.get("axes", {}).items()]
+    seeds = seeds if seeds is not None or seed_list is not None else design.get("seeds")
+    jobs = jobs if _given(ctx, "jobs") else design.get("jobs", jobs)
     if _given(ctx, "latent_dims") and any(axis.key == grid.LATENT_KEY for axis in axes):
         raise click.UsageError("give the latent sizes once: either -z or --vary z=..., not both.")
     replicates = parse_seed_list(seed_list, seeds)
@@ -358,7 +373,7 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     try:
         result = pipeline.study(given_dims, study_dir, config, run_options(ctx, opts), axes=axes, seeds=replicates,
                                 jobs=parse_jobs(jobs), executor=executor, ray_address=ray_address,
-                                notify=click.echo)
+                                threads=threads, run_index=run_index, notify=click.echo)
     except (Interrupted, KeyboardInterrupt):  # a Ctrl-C in training, or outside it (figures, measures)
         report_so_far(study_dir)
         raise

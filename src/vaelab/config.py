@@ -261,7 +261,7 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # Short names for the settings people vary most (``--vary beta=0.5,1``); any field's dotted name works too.
 ALIASES = {"beta": "train.beta", "lr": "train.lr", "epochs": "train.epochs", "batch_size": "train.batch_size",
-           "warmup": "train.warmup_epochs", "seed": "train.seed", "schedule": "train.lr_schedule",
+           "warmup": "train.warmup_epochs", "schedule": "train.lr_schedule",
            "arch": "model.arch", "likelihood": "model.likelihood", "objective": "model.objective",
            "z": "model.latent_dim", "latent_dim": "model.latent_dim", "hidden": "model.hidden",
            "widths": "model.channels", "dataset": "data.dataset", "binarize": "data.binarize"}

@@ -77,7 +77,10 @@ class ServedRun:
 
     def summary(self) -> dict[str, Any]:
         m = self.config.model
-        return {"name": self.name, "latent_dim": m.latent_dim, "arch": m.arch, "likelihood": m.likelihood,
+        # A grid's runs are told apart by their coordinates (beta=0.5,z=2,seed=1), a latent-size study's by size.
+        label = self.name if rundir.is_grid_run_name(self.name) else f"latent {m.latent_dim}"
+        return {"name": self.name, "label": label, "latent_dim": m.latent_dim, "arch": m.arch,
+                "likelihood": m.likelihood,
                 "epochs": self.epochs_trained, "test_loss": self.test_loss, "z_limit": self.z_limit,
                 "mean_extent": round(self.mean_extent, 3)}
 
@@ -129,14 +132,15 @@ def discover_runs(root: Path) -> dict[str, Path]:
         raise VaelabError(f"{root}: no such directory; give a run directory or a study directory.")
     if rundir.is_run_dir(root):
         return {root.resolve().name: root}
-    dims = rundir.read_study_dims(root)
+    planned = (rundir.read_study_file(root) or {}).get("runs")
+    dims = rundir.read_study_dims(root) if not planned else None
     if dims is not None:
         return {rundir.run_dir_name(d): rundir.run_dir_of(root, d) for d in dims}
-    found = [p for p in rundir.study_run_dirs(root) if rundir.has_checkpoint(p)]
+    found = [p for p in rundir.study_run_dirs(root) if rundir.has_checkpoint(p)]  # a grid: its trained runs
     if not found:
         raise VaelabError(
             f"{root}: neither a run directory (with {rundir.CONFIG} and {rundir.CHECKPOINT}) nor a study directory "
-            f"(with {rundir.STUDY_FILE} and {rundir.RUN_DIR_PREFIX}<z>/ runs). Train one with 'vaelab study' or "
+            f"(with {rundir.STUDY_FILE} and trained runs). Train one with 'vaelab study' or "
             "'vaelab train'."
         )
     return {p.name: p for p in found}

@@ -60,10 +60,10 @@ def parse_axis(text: str) -> Axis:
     if not equals or not key.strip():
         raise ConfigError(f"--vary {text!r}: expected KEY=V1,V2,... (for example beta=0.5,1,4 or "
                           "model.arch=mlp,conv).", key=key.strip() or None)
-    key = resolve_key(key)
-    if key == SEED_KEY:
+    if key.strip() in ("seed", SEED_KEY):
         raise ConfigError("--vary seed=...: seeds are replicates, not an axis; use --seeds N or --seed-list "
-                          "0,1,2.", key=key)
+                          "0,1,2.", key=SEED_KEY)
+    key = resolve_key(key)
     texts = split_values(values)
     if any(not t for t in texts):
         raise ConfigError(f"--vary {text!r}: an empty value; give comma-separated values after '='.", key=key)
@@ -75,9 +75,9 @@ def parse_axis(text: str) -> Axis:
 
 def axis_of(key: str, values: Any) -> Axis:
     """An Axis from Python values (``{"train.beta": [0.5, 1, 4]}``); strings are parsed as on the command line."""
+    if key in ("seed", SEED_KEY):
+        raise ConfigError("seeds are replicates, not an axis: pass seeds=N or seeds=[0, 1, 2].", key=SEED_KEY)
     key = resolve_key(key)
-    if key == SEED_KEY:
-        raise ConfigError("seeds are replicates, not an axis: pass seeds=N or seeds=[0, 1, 2].", key=key)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ConfigError(f"the values of axis {key} must be a list, got {values!r}.", key=key)
     parsed = [parse_setting(key, v) if isinstance(v, str) else (tuple(v) if isinstance(v, list) else v)

@@ -9,7 +9,10 @@ how well organised its latent space is.
 - Generation score, with vaelab's own digit classifier (classifier.py): the Fréchet distance between
   its penultimate features of prior samples and of the test set, its accuracy on reconstructions of
   the test set, and the entropy of its predicted-class histogram over the samples (log 10 when every
-  digit is generated equally often).
+  digit is generated equally often); the same Fréchet distance and entropy for samples from the Gaussian
+  fitted to the training codes (``latent_geometry``).
+- Latent geometry (``latent_geometry``): the aggregate posterior's KL to the prior, and the interpolation
+  jump, a measure of how continuously decodes change along straight lines between test codes.
 
 All of them are deterministic functions of the weights: every random draw comes from a generator
 seeded afresh, so the training run's random streams are never touched.
@@ -28,6 +31,7 @@ import torch
 from .classifier import DigitClassifier, TrainedClassifier, features_and_logits
 from .config import RunConfig
 from .data import NUM_CLASSES, Dataset
+from .latent_geometry import aggregate_posterior_kl, fitted_prior_samples, interpolation_jump
 from .losses import reconstruction_nll
 from .models import VAE
 from .prepare import as_float_images, evaluation_images, posterior_means
@@ -231,6 +235,38 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     measures.update(generation_scores(model, classifier, grey_test, test_x, dataset))
     seconds["generation"] = time.perf_counter() - start
     return measures, seconds
+
+
+def geometry_measures(model: VAE, config: RunConfig, dataset: Dataset,
+                      classifier: TrainedClassifier | None) -> tuple[dict[str, float], dict[str, float]]:
+    """(measures, seconds): the latent-geometry measures behind the AE-vs-VAE claims (``latent_geometry``) and,
+    with labels, the generation score of samples from the Gaussian fitted to the training codes."""
+    device = next(model.parameters()).device
+    grey_test = as_float_images(dataset.test.images, device)
+    test_x = evaluation_images(grey_test, config.data.binarize, "test")
+    start = time.perf_counter()
+    measures = {"aggregate_kl": aggregate_posterior_kl(model, test_x), "interpolation_jump":
+                interpolation_jump(model, test_x)}
+    seconds = {"latent_geometry": time.perf_counter() - start}
+    if classifier is not None:
+        start = time.perf_counter()
+        subset = probe_subset(len(dataset.train))
+        train_x = evaluation_images(as_float_images(dataset.train.images[subset], device), config.data.binarize,
+                                    "probe")
+        measures.update(fitted_generation_scores(model, classifier, grey_test, train_x))
+        seconds["fitted_generation"] = time.perf_counter() - start
+    return measures, seconds
+
+
+def fitted_generation_scores(model: VAE, classifier: TrainedClassifier, grey_test: torch.Tensor,
+                             train_x: torch.Tensor) -> dict[str, float]:
+    """The Fréchet distance and class entropy of samples from the Gaussian fitted to the training codes (the
+    ex-post density a plain autoencoder is sampled with), beside those of samples from N(0, I)."""
+    clf = classifier.model.to(next(model.parameters()).device)
+    features, logits = features_and_logits(clf, fitted_prior_samples(model, train_x, GENERATED_SAMPLES))
+    fd = frechet_distance(*feature_statistics(features.cpu()), *reference_statistics(clf, grey_test))
+    return {"fd_classifier_fitted": fd,
+            "sample_class_entropy_fitted": class_entropy(logits.argmax(1), logits.shape[1])}
 
 
 def generation_scores(model: VAE, classifier: TrainedClassifier, grey_test: torch.Tensor, test_x: torch.Tensor,

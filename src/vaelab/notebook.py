@@ -54,7 +54,8 @@ class StudyView:
         runs = [{"name": run.name, "summary": run_summary(run),
                  "images": [data_uri(run / name) for name, _ in RUN_FIGURES]} for run in self.run_dirs()]
         return _TEMPLATES.get_template("study_view.html").render(
-            title=str(self.directory), comparison=data_uri(self.directory / COMPARISON), runs=runs,
+            title=str(self.directory), comparison=data_uri(self.directory / COMPARISON),
+            rate_distortion=data_uri(self.directory / rundir.RATE_DISTORTION_PNG), runs=runs,
             captions=[caption for _, caption in RUN_FIGURES], width=self.width)
 
     def show(self) -> None:

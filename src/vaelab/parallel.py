@@ -10,9 +10,13 @@ single-threaded processes side by side than as one process using every core (doc
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import ctypes
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 from .errors import SettingsError, VaelabError
 
 EXECUTORS = ("process", "ray")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,20 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cores() // jobs)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's thread count set to ``threads`` for the block (None: left as it is), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_task(train: Callable[..., Any], task: RunTask, threads: int) -> Any:
     """Train one run in this (worker) process with ``threads`` threads through ``train`` (the pipeline's,
     passed in so that this module needs nothing later in the flow); the result without the model."""
@@ -64,23 +83,39 @@ def _quiet(_: str) -> None:
     """Workers keep their chatter to themselves; the study prints one line per finished run."""
 
 
-def run_tasks(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, executor: str = "process",
-              ray_address: str | None = None, on_done: Callable[[RunTask, Any], None] | None = None) -> list[Any]:
-    """Each task's result, or the exception it raised, in the order of ``tasks``."""
+def run_tasks(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, threads: int,
+              executor: str = "process", ray_address: str | None = None,
+              on_done: Callable[[RunTask, Any], None] | None = None) -> list[Any]:
+    """Each task's result, or the exception it raised, in the order of ``tasks``; ``jobs`` at once, each with
+    ``threads`` threads."""
     if executor not in EXECUTORS:
         raise SettingsError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}.")
-    threads = threads_per_job(jobs)
     if executor == "ray":
         return _run_on_ray(train, tasks, jobs, threads, ray_address, on_done)
     results: list[Any] = [None] * len(tasks)
     # spawn, not fork: a forked child inherits torch's thread pools and any held locks of the parent.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                initializer=die_with_parent) as pool:
         futures = {pool.submit(train_task, train, task, threads): i for i, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
             results[i] = _outcome(future.result, tasks[i], on_done)
     return results
+
+
+def die_with_parent() -> None:
+    """A worker ends when the study's process does, even by kill -9, so that no orphan keeps training and
+    holding its run's lock: the interrupted runs are left for ``--resume`` (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # no prctl: the worker ends when it next asks the pool for work
+    if os.getppid() == 1:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _outcome(get: Callable[[], Any], task: RunTask, on_done: Callable[[RunTask, Any], None] | None) -> Any:

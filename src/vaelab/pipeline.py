@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import Interrupted, ReportError, SettingsError, VaelabError
-from .measures import DEFAULT_IWAE_K, final_measures, iwae_each_epoch
+from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_each_epoch
 from .models import VAE
 from .report import Report, build_report
 from .training import Trainer
@@ -161,6 +161,8 @@ def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Not
             notify(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
                    f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
     measures, seconds = final_measures(state.model, trainer.config, dataset, classifier, options.iwae_k)
+    geometry, geometry_seconds = geometry_measures(state.model, trainer.config, dataset, classifier)
+    measures, seconds = {**measures, **geometry}, {**seconds, **geometry_seconds}
     write_metrics(trainer.run_dir, trainer.config, state.history, trainer.eval_sizes, trainer.environment,
                   final=measures)
     notify(measures_text(measures, seconds))
@@ -196,14 +198,18 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
           config: RunConfig | None = None, options: RunOptions | None = None, *,
           axes: dict[str, Iterable[Any]] | Sequence[grid.Axis] | None = None, seeds: int | Iterable[int] | None = None,
           jobs: int | str = 1, executor: str = "process", ray_address: str | None = None,
-          dataset: Dataset | None = None, notify: Notify = print) -> StudyResult:
+          threads: int | None = None, run_index: int | None = None, dataset: Dataset | None = None,
+          notify: Notify = print) -> StudyResult:
     """Train one run per cell of the grid (``axes`` by dotted name or alias, times the latent sizes, times
     ``seeds``: a count from ``config.train.seed`` on, or a list) under ``study_dir``, then build the report.
 
     With only latent sizes and one seed the runs go to ``latent_<z>/`` as ever; any other grid names each run
     by its coordinates. ``jobs`` > 1 (or "auto") trains that many runs at once as processes, ``executor="ray"``
     as Ray tasks. With ``options.resume`` finished runs are skipped, interrupted ones continue, and values
-    added to an axis train only their new cells. ``latent_dims`` None on resume keeps the recorded sizes."""
+    added to an axis train only their new cells. ``latent_dims`` None on resume keeps the recorded sizes.
+    ``threads`` sets each run's thread count (default: every core for one run at a time, an equal share for
+    several): a run's numbers depend on its thread count, never on how many runs share the machine.
+    ``run_index`` trains only that run of the grid (0-based, in study.json's order): one task of a job array."""
     config = config or RunConfig()
     options = options or RunOptions()
     study_dir = Path(study_dir)
@@ -223,35 +229,52 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
     rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
         **plan_grid.to_dict(), "base_config": base.to_dict(),
         "runs": [{"dir": run.dir_name, "coords": {k: _json_value(v) for k, v in run.coords}} for run in planned]})
-    resume_hint = f"vaelab study --study-dir {study_dir} --resume"
-    todo, results = [], {}
+    # A latent-size study names its sizes, so that the hint also works where study.json was lost.
+    resume_hint = (f"vaelab study --study-dir {study_dir} --latent-dims {','.join(map(str, dims))} --resume"
+                   if plan_grid.latent_only else f"vaelab study --study-dir {study_dir} --resume")
+    if run_index is not None and not 0 <= run_index < len(planned):
+        raise SettingsError(f"--run-index {run_index}: the grid has {len(planned)} runs, numbered 0 to "
+                            f"{len(planned) - 1}.")
+    chosen = planned if run_index is None else [planned[run_index]]
+    todo, results = runs_to_train(chosen, study_dir, plan_grid, options, notify)
+    jobs = parallel.auto_jobs(len(todo)) if jobs == "auto" else int(jobs)
+    if jobs < 1:
+        raise SettingsError(f"--jobs must be at least 1 (or auto), got {jobs}.")
+    if threads is not None and threads < 1:
+        raise SettingsError(f"--threads must be at least 1, got {threads}.")
+    if jobs == 1 and executor == "process":
+        with parallel.torch_threads(threads):
+            for run, run_dir, run_config in todo:
+                notify(f"== {describe(run, plan_grid, 'latent size')} -> {run_dir}")
+                try:
+                    results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
+                except Interrupted as exc:
+                    raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
+    elif todo:
+        results.update(train_side_by_side(todo, plan_grid, options, dataset, (jobs, threads), executor, ray_address,
+                                          notify, resume_hint))
+    runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
+            for run in planned if run.dir_name in results}
+    return StudyResult(study_dir, runs, build_report(study_dir))
+
+
+def runs_to_train(planned: list[grid.PlannedRun], study_dir: Path, plan: grid.Grid, options: RunOptions,
+                  notify: Notify) -> tuple[list[tuple[grid.PlannedRun, Path, RunConfig]], dict[str, RunResult]]:
+    """The runs still to train, with their directories and configs; and, on resume, the finished ones as they
+    are on disk (a resumed run keeps the config it was started with)."""
+    todo, finished = [], {}
     for run in planned:
         run_dir = study_dir / run.dir_name
         run_config = with_epochs(run.config, options.resume_epochs)
         if options.resume:
             run_config = resumed_config(run_dir, run_config, options.resume_epochs)
-            finished = finished_run(run_dir, run_config, options)
-            if finished is not None:
-                notify(f"{describe(run, plan_grid, 'latent')}: already finished, skipped")
-                results[run.dir_name] = finished
+            done = finished_run(run_dir, run_config, options)
+            if done is not None:
+                notify(f"{describe(run, plan, 'latent')}: already finished, skipped")
+                finished[run.dir_name] = done
                 continue
         todo.append((run, run_dir, run_config))
-    jobs = parallel.auto_jobs(len(todo)) if jobs == "auto" else int(jobs)
-    if jobs < 1:
-        raise SettingsError(f"--jobs must be at least 1 (or auto), got {jobs}.")
-    if jobs == 1 and executor == "process":
-        for run, run_dir, run_config in todo:
-            notify(f"== {describe(run, plan_grid, 'latent size')} -> {run_dir}")
-            try:
-                results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
-            except Interrupted as exc:
-                raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
-    elif todo:
-        results.update(train_side_by_side(todo, plan_grid, options, dataset, jobs, executor, ray_address, notify,
-                                          resume_hint))
-    runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
-            for run in planned}
-    return StudyResult(study_dir, runs, build_report(study_dir))
+    return todo, finished
 
 
 def study_grid(latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterable[int] | None,
@@ -282,15 +305,17 @@ def _json_value(value: Any) -> Any:
 
 
 def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions,
-                       dataset: Dataset | None, jobs: int, executor: str, ray_address: str | None, notify: Notify,
-                       resume_hint: str) -> dict[str, RunResult]:
+                       dataset: Dataset | None, jobs_threads: tuple[int, int | None], executor: str,
+                       ray_address: str | None, notify: Notify, resume_hint: str) -> dict[str, RunResult]:
     """The runs in ``todo`` as parallel processes or Ray tasks; a line per finished run, and one error at the
     end naming every run that failed (the others are kept)."""
     quiet = dataclasses.replace(options, progress=False)
     tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset) for _, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
+    jobs, threads = jobs_threads
+    threads = threads or parallel.threads_per_job(jobs)
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
-    notify(f"training {len(tasks)} runs on {where}, {parallel.threads_per_job(jobs)} thread(s) each ...")
+    notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")
     bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
 
     def done(task: parallel.RunTask, result: Any) -> None:
@@ -300,7 +325,7 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
         bar.update()
 
     try:
-        outcomes = parallel.run_tasks(train, tasks, jobs, executor, ray_address, done)
+        outcomes = parallel.run_tasks(train, tasks, jobs, threads, executor, ray_address, done)
     finally:
         bar.close()
     failed = [(names[id(t)], r) for t, r in zip(tasks, outcomes, strict=True) if isinstance(r, BaseException)]

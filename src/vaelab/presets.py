@@ -34,4 +34,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "original-wide": {"model.arch": "conv-spatial", "model.channels": (128, 256), "model.likelihood": "gaussian",
                       "model.gaussian_std": ORIGINAL_STD, "train.beta": 0.0, "train.lr": 3e-3,
                       "train.lr_schedule": "onecycle", "train.precision": "bf16", "train.epochs": 20},
+    # The AE-vs-VAE claims study (STUDY_DESIGNS["claims"]): the default model, trained for fewer epochs.
+    "claims": {"train.epochs": 3},
+}
+
+# Presets that are whole studies: their axes, latent sizes, seeds and jobs, used by `vaelab study --preset NAME`
+# where the command line does not say otherwise (their run settings are the PRESETS entry of the same name).
+STUDY_DESIGNS: dict[str, dict[str, Any]] = {
+    # A plain autoencoder against a VAE of the same networks, at a small and a larger latent size, three seeds
+    # each: the published project's comparison table put to a measurement (docs/studies.md).
+    "claims": {"axes": {"model.objective": ["ae", "vae"]}, "latent_dims": [2, 16], "seeds": 3, "jobs": "auto"},
 }

@@ -23,6 +23,7 @@ from ..config import has_latent_plane
 from ..grid import coords_text, value_text
 from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG
 from .cells import GridCell, axis_values, cells_of
+from .claims import NOT_SUPPORTED, SUPPORTED, claim_rows
 from .figures import (
     ANIMATIONS,
     ARCHITECTURE_FIGURE,
@@ -316,6 +317,7 @@ class GridView:
     pivots: list[tuple[str, TableView]]  # the headline metrics with one axis down and the others across
     rate_distortion: str
     notes: list[str]
+    claims: TableView | None = None  # the published AE-vs-VAE claims, where the study varies the objective
 
 
 def grid_table(study: Study, cells: Sequence[GridCell]) -> TableView:
@@ -365,7 +367,23 @@ def grid_view(study: Study) -> GridView | None:
         notes.append("A plain autoencoder has no posterior noise and no KL term: its KL is recorded as 0, its −ELBO "
                      "column holds its reconstruction NLL at z = μ, and the rate–distortion plane draws it as a "
                      "vertical line at its distortion.")
-    return GridView(grid_table(study, cells), pivot_tables(study, cells), RATE_DISTORTION_PNG, notes)
+    return GridView(grid_table(study, cells), pivot_tables(study, cells), RATE_DISTORTION_PNG, notes,
+                    claims_table(cells))
+
+
+VERDICT_CLASSES = {SUPPORTED: "yes", NOT_SUPPORTED: "no"}
+
+
+def claims_table(cells: Sequence[GridCell]) -> TableView | None:
+    rows = claim_rows(cells)
+    if not rows:
+        return None
+    where = any(row.where for row in rows)
+    headings = ["claim", *(["where"] if where else []), "as tested", "measure", "AE", "VAE", "verdict"]
+    body = [[Cell(row.topic), *([Cell(row.where)] if where else []), Cell(row.claim), Cell(row.measure),
+             Cell(row.ae), Cell(row.vae), Cell(row.verdict, VERDICT_CLASSES.get(row.verdict, "muted"))]
+            for row in rows]
+    return TableView("claims-table", headings, body)
 
 
 def run_anchors(study: Study) -> list[str]:
@@ -384,7 +402,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
     colours = run_colours(runs)
     settings, differing = shared_settings(runs)
     measures = measure_columns(rows)
-    anchors, animated = run_anchors(study), animated_runs(study)
+    anchors, animated, grid = run_anchors(study), animated_runs(study), grid_view(study)
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                               lstrip_blocks=True, keep_trailing_newline=True)
     return environment.get_template("report.html.j2").render(
@@ -393,11 +411,12 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         study_name=study.path.name,
         built=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         version=__version__,
-        nav=[("setup", "What was run"), *([("grid", "Grid")] if study.is_grid else []), ("final", "Final metrics"),
+        nav=[("setup", "What was run"), *([("grid", "Grid")] if grid else []),
+             *([("claims", "Claims")] if grid and grid.claims else []), ("final", "Final metrics"),
              ("reading", "Reading"), ("comparison", "Comparison"),
              *(((anchor, run.label[0].upper() + run.label[1:]) for anchor, run in zip(anchors, runs, strict=True))
                if not study.is_grid else [("runs-detail", "Runs")])],
-        grid=grid_view(study),
+        grid=grid,
         facts=setup_facts(runs),
         settings=settings,
         runs_table=runs_table(runs, differing),

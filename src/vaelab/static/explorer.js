@@ -135,7 +135,7 @@ function buildRunButtons() {
   for (const run of state.meta.runs) {
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `latent ${run.latent_dim}`;
+    button.textContent = run.label || `latent ${run.latent_dim}`;
     button.dataset.run = run.name;
     button.addEventListener("click", () => switchRun(run.name).catch(showError));
     nav.append(button);
