@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ARCHITECTURES, DEFAULT_WIDTHS, ModelConfig, write_text_atomic
+from .config import ARCHITECTURES, ModelConfig, check_architecture, write_text_atomic
 from .errors import CheckpointError
 from .losses import decoder_mean
 from .resnet import resnet_decoder, resnet_encoder
@@ -171,7 +171,7 @@ class VAE(nn.Module):
             self.decoder = spatial_decoder(config.latent_dim, config.channels, shape)
             self.latent_shape = (config.latent_dim, *stage_sizes(*shape[1:], stages=2)[-1])
         else:
-            self._check_resnet(config)
+            check_architecture(config)  # the config's own rules, again: a config may be changed after it is made
             sizes = stage_sizes(*shape[1:], stages=2)
             self.encoder = resnet_encoder(config.latent_dim, config.channels, shape)
             self.decoder = resnet_decoder(config.latent_dim, config.channels, shape, sizes)
@@ -217,14 +217,6 @@ class VAE(nn.Module):
             raise CheckpointError(f"{directory / PRETRAINED_WEIGHTS}: weights do not fit the model its config "
                                   f"describes, or the file is damaged ({exc}).") from None
         return model.to(device).eval()
-    @staticmethod
-    def _check_resnet(config: ModelConfig) -> None:
-        if len(config.channels) != len(DEFAULT_WIDTHS["resnet-spatial"]):
-            raise ValueError(f"resnet-spatial takes three widths (stem, block 1, block 2), got {config.channels}")
-        if config.likelihood not in ("gaussian", "gaussian-learned"):
-            raise ValueError("resnet-spatial outputs images on the [-1, 1] scale without a squashing function "
-                             f"and needs a gaussian likelihood, not {config.likelihood!r}")
-
     def decoder_mean(self, output: torch.Tensor) -> torch.Tensor:
         """The mean image on the [0, 1] scale of a decoder output (for resnet-spatial not clamped)."""
         return decoder_mean(output, self.linear_output)

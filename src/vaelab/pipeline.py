@@ -255,7 +255,13 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
                                           notify, resume_hint))
     runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
             for run in planned if run.dir_name in results}
-    return StudyResult(study_dir, runs, build_report(study_dir))
+    report = build_report(study_dir)
+    if options.tensorboard and not plan_grid.latent_only:
+        from .trackers import log_study_figures
+
+        log_study_figures(study_dir, {"study/rate_distortion": study_dir / rundir.RATE_DISTORTION_PNG,
+                                      "study/comparison": study_dir / rundir.COMPARISON_PNG})
+    return StudyResult(study_dir, runs, report)
 
 
 def runs_to_train(planned: list[grid.PlannedRun], study_dir: Path, plan: grid.Grid, options: RunOptions,

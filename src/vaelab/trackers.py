@@ -238,3 +238,21 @@ def require_mlflow() -> None:
 
     if importlib.util.find_spec("mlflow") is None:
         raise VaelabError(f"--mlflow needs MLflow, which is not installed: {MLFLOW_EXTRA}")
+
+
+def log_study_figures(study_dir: Path, figures: dict[str, Path]) -> Path:
+    """A grid study's own figures (the rate-distortion plane, the banded curves) as images in the study's
+    TensorBoard log, ``STUDY_DIR/tensorboard``, where ``tensorboard --logdir STUDY_DIR`` shows them beside the
+    runs. Returns the log directory."""
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir = Path(study_dir) / TENSORBOARD_DIR
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for tag, path in figures.items():
+            with Image.open(path) as image:
+                writer.add_image(tag, np.asarray(image.convert("RGB")), 0, dataformats="HWC")
+    finally:
+        writer.close()
+    return log_dir

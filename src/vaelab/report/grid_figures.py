@@ -89,7 +89,7 @@ def plot_rate_distortion(cells: Sequence[GridCell], axes: Sequence[Axis], path: 
     at each value of the others, and diagonals of equal -ELBO (D + R) behind. A plain autoencoder has no rate
     (no posterior noise, no KL term): it is a vertical line at its distortion."""
     encoding = Encoding(cells, axes)
-    fig = Figure(figsize=(8.5, 6.5), dpi=130, layout="constrained")
+    fig = Figure(figsize=(10, 6.5), dpi=130, layout="constrained")
     ax = fig.subplots()
     vaes = [c for c in cells if c.value(AE_KEY) != "ae" and c.test("nll") is not None]
     aes = [c for c in cells if c.value(AE_KEY) == "ae" and c.test("nll") is not None]
@@ -97,6 +97,9 @@ def plot_rate_distortion(cells: Sequence[GridCell], axes: Sequence[Axis], path: 
         d, r = cell.test("nll"), cell.test("kl")
         ax.errorbar(d.mean, r.mean, xerr=d.sd or None, yerr=r.sd or None, color=encoding.colour(cell),
                     marker=encoding.marker(cell), ms=7, capsize=3, lw=1.2, zorder=3)
+        # Each point names its other coordinates: line style cannot mark a lone point.
+        ax.annotate(_rest_text(cell, encoding.keys[0]), (d.mean, r.mean), xytext=(6, 5), textcoords="offset points",
+                    fontsize=8, color=encoding.colour(cell))
     for group in _lines(vaes, axes):
         ax.plot([c.test("nll").mean for c in group], [c.test("kl").mean for c in group], color="#8a93a3",
                 ls=encoding.line_style(group[0]), lw=1.2, zorder=2)
@@ -115,12 +118,13 @@ def plot_rate_distortion(cells: Sequence[GridCell], axes: Sequence[Axis], path: 
     ax.grid(True, color="#e3e6eb", lw=0.8)
     ax.spines[["top", "right"]].set_visible(False)
     handles, labels = zip(*encoding.legend(), strict=True)
-    ax.legend(handles, labels, loc="upper right", frameon=False, fontsize=9)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=9.5)
     save_figure(fig, path)
 
 
-def _rest_text(cell: GridCell) -> str:
-    return coords_text(tuple((k, v) for k, v in cell.coords if k != AE_KEY)) or "plain autoencoder"
+def _rest_text(cell: GridCell, left_out: str = AE_KEY) -> str:
+    """The cell's coordinates but one (the objective of an AE line, the colour's axis of a point)."""
+    return coords_text(tuple((k, v) for k, v in cell.coords if k != left_out)) or "plain autoencoder"
 
 
 def _lines(cells: Sequence[GridCell], axes: Sequence[Axis]) -> list[list[GridCell]]:
@@ -146,6 +150,9 @@ def _equal_elbo_lines(ax: Any) -> None:
     step = _round_step((high - low) / 6)
     for level in np.arange(np.ceil(low / step) * step, high, step):
         ax.plot([x0, x1], [level - x0, level - x1], color="#c5cad3", ls=":", lw=1, zorder=1)
+        if x0 <= level - y1 <= x1:  # the line's -ELBO where it leaves the top of the plot
+            ax.annotate(f"{level:g}", (level - y1, y1), xytext=(2, -2), textcoords="offset points", fontsize=7.5,
+                        color="#8a93a3", va="top")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
 

@@ -375,14 +375,22 @@ VERDICT_CLASSES = {SUPPORTED: "yes", NOT_SUPPORTED: "no"}
 
 
 def claims_table(cells: Sequence[GridCell]) -> TableView | None:
+    """One row per claim and pair of cells, grouped by claim: the claim's words only on its first row."""
     rows = claim_rows(cells)
     if not rows:
         return None
+    order = list(dict.fromkeys(row.topic for row in rows))
+    rows = sorted(rows, key=lambda row: order.index(row.topic))
     where = any(row.where for row in rows)
-    headings = ["claim", *(["where"] if where else []), "as tested", "measure", "AE", "VAE", "verdict"]
-    body = [[Cell(row.topic), *([Cell(row.where)] if where else []), Cell(row.claim), Cell(row.measure),
-             Cell(row.ae), Cell(row.vae), Cell(row.verdict, VERDICT_CLASSES.get(row.verdict, "muted"))]
-            for row in rows]
+    headings = ["claim", "as tested", "measure", *(["where"] if where else []), "AE", "VAE", "verdict"]
+    body, previous = [], None
+    for row in rows:
+        first = row.topic != previous
+        previous = row.topic
+        body.append([Cell(row.topic if first else ""), Cell(row.claim if first else "", "claim"),
+                     Cell(row.measure if first else "", "measure"), *([Cell(row.where)] if where else []),
+                     Cell(row.ae, "num"), Cell(row.vae, "num"),
+                     Cell(row.verdict, VERDICT_CLASSES.get(row.verdict, "muted"))])
     return TableView("claims-table", headings, body)
 
 
