@@ -9,11 +9,11 @@ import vaelab
 PACKAGE = Path(vaelab.__file__).parent
 # Each module's place in the flow; a module may import only modules at its own place or earlier.
 LAYERS = {
-    0: ["errors", "atomic", "quality", "losses", "precision"],
+    0: ["errors", "atomic", "metrics", "quality", "losses", "precision"],
     1: ["config", "presets", "rundir", "locks", "environment"],
     2: ["grid", "data", "images", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
     3: ["evaluation", "distributed"],
-    4: ["training", "parallel"],
+    4: ["training", "callbacks", "parallel"],
     5: ["latent_geometry", "measures", "visualisation", "trackers"],
     6: ["report"],
     7: ["pipeline", "explorer", "guard", "export"],

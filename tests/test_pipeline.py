@@ -86,3 +86,46 @@ def test_an_interrupted_study_leaves_its_plan_for_the_report(mnist, tmp_path, mo
         vaelab.study([2, 3], tmp_path / "study", small_config(epochs=1), QUICK, dataset=mnist.head(512, 200))
     assert json.loads((tmp_path / "study" / "study.json").read_text()) == {"latent_dims": [2, 3]}
     assert "planned" in read_study(tmp_path / "study").left_out["latent_3"]
+
+
+class Recorder(vaelab.Callback):
+    """Notes every call, and changes what it is given to show that the change goes nowhere."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_fit_start(self, start):
+        self.events.append(("start", start.run_dir.name, start.config.model.latent_dim))
+
+    def on_eval_point(self, point):
+        self.events.append(("point", point.index, point.record["epoch"]))
+        point.record["test"]["loss"] = -1.0
+
+    def on_fit_end(self, result):
+        self.events.append(("end", len(result.history)))
+
+    def on_exception(self, error):
+        self.events.append(("error", type(error).__name__))
+
+
+def test_callbacks_see_every_moment_of_a_run_and_cannot_change_it(mnist, tmp_path):
+    recorder = Recorder()
+    run = vaelab.train(small_config(latent_dim=3), tmp_path / "run", QUICK, dataset=mnist.head(512, 200),
+                       callbacks=[recorder])
+    assert recorder.events[0] == ("start", "run", 3) and recorder.events[-1] == ("end", len(run.history))
+    assert [e[1] for e in recorder.events if e[0] == "point"] == list(range(len(run.history)))
+    assert all(r["test"]["loss"] > 0 for r in run.history)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["history"] == run.history
+
+
+def test_callbacks_hear_of_the_error_that_stopped_a_run(mnist, tmp_path, monkeypatch):
+    recorder = Recorder()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vaelab.pipeline, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        vaelab.train(small_config(), tmp_path / "run", RunOptions(progress=False, artifacts=False),
+                     dataset=mnist.head(512, 200), callbacks=[recorder])
+    assert recorder.events[-1] == ("error", "KeyboardInterrupt")

@@ -1,4 +1,4 @@
-"""vaelab: train variational autoencoders on MNIST-style images and see what the latent size does.
+"""vaelab: train variational autoencoders on your images and see, side by side, what each setting does.
 
 From Python, ``vaelab.study(...)`` and ``vaelab.train(...)`` (see ``vaelab.pipeline``) do what the
 ``vaelab study`` and ``vaelab train`` commands do and return the results.
@@ -6,14 +6,17 @@ From Python, ``vaelab.study(...)`` and ``vaelab.train(...)`` (see ``vaelab.pipel
 
 __version__ = "0.1.0"
 
+from .callbacks import Callback, RunStart
 from .checkpoint import load_model
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .data import Dataset, ImageSplit, load_dataset
+from .errors import ConfigError
 from .models import VAE
 from .pipeline import RunOptions, RunResult, StudyResult, study, train
 from .training import Trainer
 
 __all__ = [
-    "VAE", "DataConfig", "Dataset", "ImageSplit", "ModelConfig", "RunConfig", "RunOptions", "RunResult",
-    "StudyResult", "TrainConfig", "Trainer", "load_dataset", "load_model", "study", "train", "__version__",
+    "VAE", "Callback", "ConfigError", "DataConfig", "Dataset", "ImageSplit", "ModelConfig", "RunConfig", "RunOptions",
+    "RunResult", "RunStart", "StudyResult", "TrainConfig", "Trainer", "load_dataset", "load_model", "study", "train",
+    "__version__",
 ]

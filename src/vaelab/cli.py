@@ -36,6 +36,7 @@ from .config import (
 from .data import DATASETS
 from .errors import Interrupted, ReportError, VaelabError
 from .measures import DEFAULT_IWAE_K
+from .metrics import summary_text
 from .parallel import EXECUTORS
 from .pipeline import DEFAULT_LATENT_DIMS, DEFAULT_STUDY_DIR, RunOptions
 from .presets import PRESETS, STUDY_DESIGNS
@@ -267,7 +268,7 @@ def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
 
 def summary_line(name: int | str, history: list[dict[str, Any]]) -> str:
     label = f"latent {name:>3}" if isinstance(name, int) else name
-    return f"{label}: test {pipeline.summary_text(history[-1]['test'])}"
+    return f"{label}: test {summary_text(history[-1]['test'])}"
 
 
 @click.group(cls=VaelabGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -36,6 +36,7 @@ class RunTask:
     run_dir: Path
     options: Any  # RunOptions, with progress bars off
     dataset: Any = None
+    callbacks: tuple[Any, ...] = ()  # vaelab.Callback objects, called in the worker
 
 
 def cores() -> int:
@@ -75,7 +76,8 @@ def train_task(train: Callable[..., Any], task: RunTask, threads: int) -> Any:
     import torch
 
     torch.set_num_threads(threads)
-    result = train(task.config, task.run_dir, task.options, dataset=task.dataset, notify=_quiet)
+    result = train(task.config, task.run_dir, task.options, dataset=task.dataset, callbacks=task.callbacks,
+                   notify=_quiet)
     return replace(result, model=None)
 
 

@@ -25,11 +25,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import distributed, grid, parallel, rundir
+from .callbacks import Callback, eval_point_hook, start_of
 from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import Interrupted, ReportError, SettingsError, VaelabError
 from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_each_epoch
+from .metrics import summary_text
 from .models import VAE
 from .report import Report, build_report
 from .training import Trainer
@@ -81,10 +83,13 @@ class StudyResult:
 
 def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = None,
           options: RunOptions | None = None, *, dataset: Dataset | None = None,
-          ddp: distributed.DdpContext | None = None, notify: Notify = print) -> RunResult:
+          ddp: distributed.DdpContext | None = None, callbacks: Sequence[Callback] = (),
+          notify: Notify = print) -> RunResult:
     """Train one VAE into ``run_dir`` (default: the default study's ``latent_<z>``), then score its final
     measures and draw its figures. ``dataset`` replaces the one the config names (e.g. a slice of it).
-    Under torchrun pass this process's ``ddp``: every rank trains, rank 0 alone measures and draws."""
+    Under torchrun pass this process's ``ddp``: every rank trains, rank 0 alone measures and draws.
+    ``callbacks`` (``vaelab.Callback``) are called at the start, at each evaluation point, at the end and on
+    an error, on rank 0."""
     config = config or RunConfig()
     options = options or RunOptions()
     run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_of(DEFAULT_STUDY_DIR, config.model.latent_dim)
@@ -106,20 +111,29 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
                       ddp=ddp)
     add_hooks(trainer, options, dataset)
     tracking = tracker(trainer, options)
+    callbacks = list(callbacks) if trainer.is_main else []
+    if callbacks:  # after vaelab's own hooks, so that they see the whole record
+        trainer.hooks.append(eval_point_hook(callbacks))
     try:
+        for callback in callbacks:
+            callback.on_fit_start(start_of(run_dir, config, options.resume))
         history = trainer.run(resume=options.resume)
         result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
         if trainer.is_main and options.measures:
             result.final = measure(trainer, dataset, options, notify)
         if trainer.is_main and options.artifacts:
             result.figures = draw(trainer, options, notify)
-    except BaseException:
+    except BaseException as error:
         if tracking is not None:
             tracking.abandon()
+        for callback in callbacks:
+            callback.on_exception(error)
         raise
     if tracking is not None:
         tracking.finish(result.final or None, [run_dir / rundir.METRICS_JSON, run_dir / rundir.CONFIG,
                                                *result.figures.values()])
+    for callback in callbacks:
+        callback.on_fit_end(result)
     return result
 
 
@@ -199,7 +213,7 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
           axes: dict[str, Iterable[Any]] | Sequence[grid.Axis] | None = None, seeds: int | Iterable[int] | None = None,
           jobs: int | str = 1, executor: str = "process", ray_address: str | None = None,
           threads: int | None = None, run_index: int | None = None, dataset: Dataset | None = None,
-          notify: Notify = print) -> StudyResult:
+          callbacks: Sequence[Callback] = (), notify: Notify = print) -> StudyResult:
     """Train one run per cell of the grid (``axes`` by dotted name or alias, times the latent sizes, times
     ``seeds``: a count from ``config.train.seed`` on, or a list) under ``study_dir``, then build the report.
 
@@ -213,22 +227,8 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
     config = config or RunConfig()
     options = options or RunOptions()
     study_dir = Path(study_dir)
-    recorded = rundir.read_study_file(study_dir) if options.resume else None
-    wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
-    plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
+    plan_grid, planned = plan_study(study_dir, latent_dims, axes, seeds, config, options.resume)
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
-    if options.resume:
-        base = (RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
-                if recorded and "base_config" in recorded else saved_study_config(study_dir, dims, config))
-    else:
-        base = config
-    planned = plan_grid.plan(base)  # every run's config is checked here, before anything trains
-    study_dir.mkdir(parents=True, exist_ok=True)
-    # Written first, so that an interrupted study's report (and `vaelab report` while it trains) shows the
-    # runs still to come as planned, not as absent.
-    rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
-        **plan_grid.to_dict(), "base_config": base.to_dict(),
-        "runs": [{"dir": run.dir_name, "coords": {k: _json_value(v) for k, v in run.coords}} for run in planned]})
     # A latent-size study names its sizes, so that the hint also works where study.json was lost.
     resume_hint = (f"vaelab study --study-dir {study_dir} --latent-dims {','.join(map(str, dims))} --resume"
                    if plan_grid.latent_only else f"vaelab study --study-dir {study_dir} --resume")
@@ -247,12 +247,13 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
             for run, run_dir, run_config in todo:
                 notify(f"== {describe(run, plan_grid, 'latent size')} -> {run_dir}")
                 try:
-                    results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset, notify=notify)
+                    results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset,
+                                                  callbacks=callbacks, notify=notify)
                 except Interrupted as exc:
                     raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
     elif todo:
-        results.update(train_side_by_side(todo, plan_grid, options, dataset, (jobs, threads), executor, ray_address,
-                                          notify, resume_hint))
+        results.update(train_side_by_side(todo, plan_grid, options, (dataset, callbacks), (jobs, threads), executor,
+                                          ray_address, notify, resume_hint))
     runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
             for run in planned if run.dir_name in results}
     report = build_report(study_dir)
@@ -262,6 +263,27 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
         log_study_figures(study_dir, {"study/rate_distortion": study_dir / rundir.RATE_DISTORTION_PNG,
                                       "study/comparison": study_dir / rundir.COMPARISON_PNG})
     return StudyResult(study_dir, runs, report)
+
+
+def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterable[int] | None,
+               config: RunConfig, resume: bool) -> tuple[grid.Grid, list[grid.PlannedRun]]:
+    """The study's grid and runs (on resume: the recorded grid and settings, with any values added now), every
+    run's config checked before anything trains; then study.json, written before the first run starts so that
+    an interrupted study's report (and `vaelab report` while it trains) lists the runs still to come."""
+    recorded = rundir.read_study_file(study_dir) if resume else None
+    wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
+    plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
+    dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
+    base = config
+    if resume:  # a resumed study keeps the settings it was started with
+        base = (RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
+                if recorded and "base_config" in recorded else saved_study_config(study_dir, dims, config))
+    planned = plan_grid.plan(base)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
+        **plan_grid.to_dict(), "base_config": base.to_dict(),
+        "runs": [{"dir": run.dir_name, "coords": {k: _json_value(v) for k, v in run.coords}} for run in planned]})
+    return plan_grid, planned
 
 
 def runs_to_train(planned: list[grid.PlannedRun], study_dir: Path, plan: grid.Grid, options: RunOptions,
@@ -311,12 +333,14 @@ def _json_value(value: Any) -> Any:
 
 
 def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions,
-                       dataset: Dataset | None, jobs_threads: tuple[int, int | None], executor: str,
-                       ray_address: str | None, notify: Notify, resume_hint: str) -> dict[str, RunResult]:
+                       data_callbacks: tuple[Dataset | None, Sequence[Callback]], jobs_threads: tuple[int, int | None],
+                       executor: str, ray_address: str | None, notify: Notify,
+                       resume_hint: str) -> dict[str, RunResult]:
     """The runs in ``todo`` as parallel processes or Ray tasks; a line per finished run, and one error at the
     end naming every run that failed (the others are kept)."""
     quiet = dataclasses.replace(options, progress=False)
-    tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset) for _, run_dir, run_config in todo]
+    dataset, callbacks = data_callbacks
+    tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset, tuple(callbacks)) for _, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
     jobs, threads = jobs_threads
     threads = threads or parallel.threads_per_job(jobs)
@@ -349,12 +373,6 @@ def build_report_quietly(study_dir: Path) -> None:
         build_report(study_dir)
     except ReportError:
         pass
-
-
-def summary_text(test: dict[str, float]) -> str:
-    """One evaluation point's test metrics on one line (the CLI, the trainer and the notebook print it)."""
-    return (f"-ELBO {test['loss']:7.2f} nats  MSE {test['mse']:.4f}  SSIM {test['ssim']:.3f}  "
-            f"PSNR {test['psnr']:.2f} dB")
 
 
 def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> RunConfig:

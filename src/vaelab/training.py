@@ -33,6 +33,7 @@ from .environment import describe_environment
 from .errors import CheckpointError, Interrupted, OutputDirError, TrainingDivergedError, VaelabError
 from .locks import RunLock
 from .losses import negative_elbo
+from .metrics import summary_text
 from .models import VAE
 from .perceptual import (
     ADVERSARIAL_START,
@@ -469,10 +470,8 @@ class Trainer:
         state.elapsed_s = time.perf_counter() - session_start
         self._save(state)
         if self.progress:
-            test = state.history[-1]["test"]
             tqdm.write(f"latent {self.config.model.latent_dim} · epoch {state.epoch}/{self.config.train.epochs}: "
-                       f"test -ELBO {test['loss']:.2f} nats, MSE {test['mse']:.4f}, "
-                       f"SSIM {test['ssim']:.3f}, PSNR {test['psnr']:.2f} dB")
+                       f"test {summary_text(state.history[-1]['test'])}")
 
     def _perceptual_terms(self, state: TrainState, logits: torch.Tensor,
                           x: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | None]:

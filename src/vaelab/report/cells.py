@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..grid import coords_text, short_name, value_text
+from ..metrics import metric_of
 from .study import ReportedRun
 
 SPREAD_FACTOR = 2.0
@@ -120,7 +121,8 @@ def change_text(a: GridCell, b: GridCell, key: str, metric: str, unit: str, fmt:
             f"({judged})", verdict)
 
 
-VERDICT_METRICS = (("loss", "test −ELBO", " nats", ".2f"), ("psnr", "test PSNR", " dB", ".2f"))
+VERDICT_METRICS = tuple((m.key, f"test {m.short}", " nats" if m.key == "loss" else f" {m.unit}", m.fmt)
+                        for m in map(metric_of, ("loss", "psnr")))
 MAX_LISTED = 12  # comparisons listed per axis; the grid table has the rest
 
 

@@ -14,6 +14,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from .. import rundir
 from ..atomic import atomic_file
 from ..errors import VaelabError
+from ..metrics import metric_of
 from .reading import epoch_text
 from .study import ReportedRun
 
@@ -33,12 +34,8 @@ def run_label(run: ReportedRun) -> str:
 EPOCH_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-COMPARISON_PANELS = (
-    ("loss", "Test −ELBO", "nats per image · lower is better"),
-    ("mse", "Test MSE", "per pixel · lower is better"),
-    ("ssim", "Test SSIM", "higher is better"),
-    ("psnr", "Test PSNR", "dB · higher is better"),
-)
+COMPARISON_PANELS = tuple((m.key, f"Test {m.short}", " · ".join(t for t in (m.unit, m.better_text) if t))
+                          for m in map(metric_of, ("loss", "mse", "ssim", "psnr")))
 
 
 def plot_comparison(runs: Sequence[ReportedRun], path: Path) -> None:

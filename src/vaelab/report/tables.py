@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import write_text_atomic
-from ..evaluation import METRICS
 from ..grid import SHORT_NAMES, short_name, value_text
+from ..metrics import FINAL_MEASURES, POINT_KEYS, POINT_METRICS, metric_of
 from .reading import duration, epoch_text
 from .study import ReportedRun
 
@@ -24,19 +24,14 @@ class Column:
     better: str | None = None  # "low" or "high": the best value is marked in the HTML table
 
 
-TABLE_COLUMNS = (
-    Column("test_loss", "test −ELBO", ".2f", "low"),
-    Column("test_nll", "test NLL", ".2f", "low"),
-    Column("test_kl", "test KL", ".2f"),
-    Column("test_mse", "test MSE", ".4f", "low"),
-    Column("test_ssim", "test SSIM", ".3f", "high"),
-    Column("test_psnr", "test PSNR (dB)", ".2f", "high"),
-    # The published project's definitions (scikit-image defaults on [-1, 1]); empty for runs that predate them.
-    Column("test_ssim_orig", "test SSIM (orig.)", ".3f", "high"),
-    Column("test_psnr_orig", "test PSNR (orig., dB)", ".2f", "high"),
-    Column("train_loss", "train −ELBO", ".2f", "low"),
-    Column("train_mse", "train MSE", ".4f", "low"),
-)
+def split_column(split: str, key: str) -> Column:
+    m = metric_of(key)
+    return Column(f"{split}_{key}", f"{split} {m.header}", m.fmt, m.better)
+
+
+# Every test metric (the published definitions are empty for runs that predate them), then the train fit.
+TABLE_COLUMNS = (*(split_column("test", m.key) for m in POINT_METRICS), split_column("train", "loss"),
+                 split_column("train", "mse"))
 
 
 def final_rows(runs: Sequence[ReportedRun]) -> list[dict[str, Any]]:
@@ -54,30 +49,20 @@ def final_rows(runs: Sequence[ReportedRun]) -> list[dict[str, Any]]:
             "wall_time_s": run.wall_time_s,
         }
         for split in ("test", "train"):
-            row.update({f"{split}_{m}": float(run.latest[split][m]) for m in METRICS if m in run.latest[split]})
+            row.update({f"{split}_{m}": float(run.latest[split][m]) for m in POINT_KEYS if m in run.latest[split]})
         for key, value in run.final.items():
             row[key if key not in row else f"final_{key}"] = value
         rows.append(row)
     return rows
 
 
-MEASURE_COLUMNS = {c.key: c for c in (
-    Column("iwae_log_likelihood", "IWAE log p(x)", ".2f", "high"),
-    Column("iwae_k", "IWAE K", "g"),
-    Column("active_units", "active units", "g"),
-    Column("latent_units", "latent units", "g"),
-    Column("probe_accuracy", "probe accuracy", ".3f", "high"),
-    Column("fd_classifier", "FD (classifier)", ".2f", "low"),
-    Column("recon_class_accuracy", "recon class acc.", ".3f", "high"),
-    Column("sample_class_entropy", "sample class entropy", ".3f"),
-    Column("classifier_test_accuracy", "classifier test acc.", ".4f"),
-)}
+MEASURE_COLUMNS = {m.key: Column(m.key, m.header, m.fmt, m.better) for m in FINAL_MEASURES}
 
 
 def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     """A column for every "final" measure any run has, in the order they appear."""
     fixed = {"run", "latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
-             *(f"{s}_{m}" for s in ("test", "train") for m in METRICS), *SHORT_NAMES.values()}
+             *(f"{s}_{m}" for s in ("test", "train") for m in POINT_KEYS), *SHORT_NAMES.values()}
     keys = dict.fromkeys(k for row in rows for k in row if k not in fixed and "." not in k)
     return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
 

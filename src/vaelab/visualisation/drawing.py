@@ -25,6 +25,7 @@ from scipy.stats import norm
 
 from .. import rundir
 from ..atomic import atomic_file
+from ..metrics import POINT_METRICS
 from ..models import VAE
 from .frames import SUBSAMPLE_TOTAL, Frame, display_images, model_images
 from .projection import latent_points
@@ -312,14 +313,7 @@ def render_reconstructions(run_dir: Path, frames: Sequence[Frame]) -> list[Path]
     return [save_gif(images, run_dir / rundir.RECONSTRUCTIONS_GIF), last]
 
 
-METRIC_PANELS = (
-    ("loss", "−ELBO (nats/image)", "lower is better"),
-    ("nll", "reconstruction NLL (nats)", "−E[log p(x|z)]"),
-    ("kl", "KL(q(z|x) ‖ p(z)) (nats)", "rate"),
-    ("mse", "MSE per pixel", "lower is better"),
-    ("ssim", "SSIM", "higher is better"),
-    ("psnr", "PSNR (dB)", "higher is better"),
-)
+METRIC_PANELS = tuple((m.key, m.title, m.note or m.better_text) for m in POINT_METRICS if m.core)
 
 
 def _log_epoch_axis(ax, low: float, high: float) -> None:
