@@ -75,16 +75,17 @@ class ModelConfig:
     channels: tuple[int, ...] = setting((32, 64), "conv widths, --widths", low=1)
     likelihood: str = setting("bernoulli", "the decoder likelihood", choices=LIKELIHOODS)
     # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
-    gaussian_std: float = setting(0.1, "the decoder std", low=0, low_open=True)
+    # A floor, not 0: the NLL divides by std^2, which float32 cannot hold below about 1e-19.
+    gaussian_std: float = setting(0.1, "the decoder std", low=1e-6)
     # (channels, height, width) of the data: set from it
     image_shape: tuple[int, ...] = setting((1, 28, 28), "the image shape", low=1)
     # vae: z ~ q(z|x) and the KL term; ae: the same networks as a plain autoencoder (z = mu, no KL term)
     objective: str = setting("vae", "the training objective", choices=OBJECTIVES)
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        self.channels = tuple(int(c) for c in self.channels)
-        self.image_shape = tuple(int(d) for d in self.image_shape)
+        self.hidden = _as_tuple(self.hidden, int)
+        self.channels = _as_tuple(self.channels, int)
+        self.image_shape = _as_tuple(self.image_shape, int)
         validate_fields(self, "model")
         check_architecture(self)
 
@@ -97,7 +98,8 @@ class TrainConfig:
     beta: float = setting(1.0, "KL weight", low=0)
     # KL weight rises linearly from 0 to beta over this many epochs
     warmup_epochs: float = setting(0.0, "KL warm-up epochs", low=0)
-    seed: int = 0
+    # 32 bits: the seeds derived from it (per epoch, per rank) stay within the generators' 64-bit range.
+    seed: int = setting(0, "the random seed", low=0, high=2**32 - 1)
     device: str = "auto"
     # the early curve moves fastest, so it is sampled densely
     evals_in_first_epoch: int = setting(5, "evaluations in the first epoch", low=0)
@@ -111,8 +113,7 @@ class TrainConfig:
     lpips_weights: str | None = None  # VGG16 + LPIPS weights file: adds the LPIPS term to the loss
 
     def __post_init__(self) -> None:
-        if isinstance(self.betas, (list, tuple)) and len(self.betas) == 2:
-            self.betas = (float(self.betas[0]), float(self.betas[1]))
+        self.betas = _as_tuple(self.betas, float)
         validate_fields(self, "train")
 
 
@@ -120,6 +121,17 @@ def has_latent_plane(arch: str, latent_dim: int) -> bool:
     """Whether the latent space is a plane (a vector of two numbers), so that a manifold of decodes can be drawn
     over it; a spatial latent of two channels is not one."""
     return latent_dim == 2 and arch not in SPATIAL_ARCHITECTURES
+
+
+def _as_tuple(values: Any, kind: type) -> Any:
+    """Lists (from JSON, the API) as the tuples the fields hold, numbers as ``kind``; anything else is left as it
+    is for ``validate_fields`` to refuse with the field's name."""
+    if not isinstance(values, (list, tuple)):
+        return values
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+           for v in values):
+        return tuple(kind(v) for v in values)
+    return tuple(values)
 
 
 def check_architecture(model: ModelConfig) -> None:
