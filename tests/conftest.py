@@ -1,7 +1,5 @@
-"""Shared test fixtures and helpers: the real MNIST beside the checkout, small configs, IDX files.
-
-The helpers are plain functions; test modules import them with ``from conftest import ...`` (pytest
-puts this directory on ``sys.path``).
+"""Shared test fixtures: the real MNIST beside the checkout, a browser, a trained study, a classifier. The plain
+helper functions are in helpers.py (pytest puts this directory on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -9,41 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-
-REPO = Path(__file__).resolve().parents[1]
-IDX_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-
-
-def small_config(latent_dim: int = 2, epochs: int = 1, *, hidden: tuple[int, ...] = (64,), train_eval_size: int = 256,
-                 lr: float = 2e-3, **train) -> RunConfig:
-    """A model and schedule small enough for a unit test on a CPU (batch 64)."""
-    return RunConfig(
-        data=DataConfig(train_eval_size=train_eval_size),
-        model=ModelConfig(latent_dim=latent_dim, hidden=hidden),
-        train=TrainConfig(epochs=epochs, batch_size=64, lr=lr, device="cpu", **train),
-    )
-
-
-def write_idx(path: Path, array) -> None:
-    """One uint8 IDX file (magic 0x0008, then the dimensions, then the bytes)."""
-    array = np.ascontiguousarray(np.asarray(array), dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-def write_idx_dataset(directory: Path, data) -> Path:
-    """The four standard IDX files of ``data`` (a vaelab Dataset), for the CLI's ``--dataset idx``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = (data.train.images, data.train.labels, data.test.images, data.test.labels)
-    for name, array in zip(IDX_NAMES, arrays, strict=True):
-        write_idx(directory / name, array.numpy())
-    return directory
-
+from helpers import shared_mnist_dir
 
 # Fixtures that train something for tens of seconds: a test using one is ``slow`` (``make test`` still runs it).
 SLOW_FIXTURES = {"tiny_classifier", "trained_small_model", "study", "ddp_run", "tracked_study"}
@@ -58,10 +24,6 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.browser)
         if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
-
-
-def shared_mnist_dir() -> Path:
-    return Path(os.environ.get("VAELAB_TEST_DATA", REPO.parent / "shared" / "data" / "mnist"))
 
 
 @pytest.fixture(scope="session")
@@ -159,27 +121,3 @@ def tiny_classifier(mnist, tmp_path_factory):
     return load_or_train_classifier(mnist, "cpu", recipe, tmp_path_factory.mktemp("classifiers"))
 
 
-def write_image(path: Path, image) -> Path:
-    """Save a Pillow image, making its folder; the format follows the suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
-
-
-def write_image_folder(root: Path, counts: dict[str, int], size: int, mode: str, start: int = 0) -> Path:
-    """PNG files ``root/<subdir>/<i>.png`` for ``i`` in ``start .. start + n``, per ``counts`` entry.
-
-    Pixel (0, 0) says the entry (40 for the first, 200 for the others), pixels (1, 1) and (2, 2) the
-    file's number (low and high byte); the rest is noise, so no two images are alike."""
-    import numpy as np
-    from PIL import Image
-
-    for k, (subdir, n) in enumerate(counts.items()):
-        folder = root / subdir if subdir else root
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(start, start + n):
-            pixels = np.random.default_rng(i).integers(0, 256, (size, size), dtype=np.uint8)
-            pixels[0, 0], pixels[1, 1], pixels[2, 2] = (40 if k == 0 else 200), i % 256, i // 256
-            image = Image.fromarray(pixels)
-            write_image(folder / f"{i:05d}.png", image.convert(mode) if mode != "L" else image)
-    return root

@@ -183,7 +183,7 @@ def test_widths_must_fit_the_architecture(tmp_path):
 
 
 def test_train_on_an_rgb_folder_records_the_data_shape_and_resumes(tmp_path, monkeypatch):
-    from conftest import write_image_folder
+    from helpers import write_image_folder
     from vaelab.checkpoint import load_model
 
     monkeypatch.setenv("VAELAB_IMAGE_CACHE", str(tmp_path / "cache"))
@@ -209,7 +209,7 @@ def test_folder_errors_exit_1_with_the_message(tmp_path):
 
 @pytest.mark.slow
 def test_a_runs_config_json_given_as_config_reproduces_the_run(mnist, tmp_path):
-    from conftest import write_idx_dataset
+    from helpers import write_idx_dataset
 
     data_dir = write_idx_dataset(tmp_path / "idx", mnist.head(3000, 1000))
     first = tmp_path / "study" / "latent_3"

@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 import vaelab
-from conftest import write_idx_dataset
+from helpers import write_idx_dataset
 from vaelab import distributed
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli

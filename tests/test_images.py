@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_image, write_image_folder
+from helpers import write_image, write_image_folder
 from vaelab import data, images
 from vaelab.data import load_dataset
 from vaelab.errors import DataError, DataNotFoundError

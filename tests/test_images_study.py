@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_image
+from helpers import write_image
 from vaelab.cli import cli
 from vaelab.report import build_report
 from vaelab.visualisation import load_frames

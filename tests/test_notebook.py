@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import REPO, write_idx_dataset
+from helpers import REPO, write_idx_dataset
 
 NOTEBOOK = REPO / "examples" / "latent_size_study.ipynb"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vaelab
-from conftest import small_config
+from helpers import small_config
 from vaelab.checkpoint import load_model
 from vaelab.pipeline import RunOptions
 

@@ -30,8 +30,8 @@ from click.testing import CliRunner
 
 import vaelab.atomic
 import vaelab.training
-from conftest import write_idx, write_idx_dataset
 from fault_driver import moment_patch, send
+from helpers import write_idx, write_idx_dataset
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig

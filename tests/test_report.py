@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import small_config
+from helpers import small_config
 from vaelab.cli import cli
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError

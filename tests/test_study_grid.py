@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import vaelab
 import vaelab.pipeline
-from conftest import small_config, write_idx_dataset
+from helpers import small_config, write_idx_dataset
 from vaelab.cli import cli
 from vaelab.pipeline import RunOptions
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import write_idx_dataset
+from helpers import write_idx_dataset
 from vaelab.cli import cli
 from vaelab.trackers import flat_params, point_scalars
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from conftest import small_config as shared_small_config
+from helpers import small_config as shared_small_config
 from vaelab import precision
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig

@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import small_config, write_idx_dataset
+from helpers import small_config, write_idx_dataset
 from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig

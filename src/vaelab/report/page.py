@@ -349,7 +349,7 @@ def pivot_tables(study: Study, cells: Sequence[GridCell]) -> list[tuple[str, Tab
     for metric, title, fmt in (GRID_METRICS[0], GRID_METRICS[5]):
         rows = []
         for value in axis_values(cells, down.key):
-            row = [Cell(f"{down.name} {value_text(value)}")]
+            row = [Cell(value_text(value))]
             for column in columns:
                 match = [c for c in cells if c.value(down.key) == value and all(c.value(k) == v for k, v in column)]
                 row.append(Cell(_stat_text(match[0].test(metric), fmt) if match else "—"))
