@@ -163,13 +163,11 @@ def read_study_file(study_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def read_study_dims(study_dir: str | os.PathLike) -> list[int] | None:
     """The latent sizes study.json plans, or None where there is no study.json; StudyFileError if it is unusable."""
-    path = Path(study_dir) / STUDY_FILE
-    if not path.exists():
+    payload = read_study_file(study_dir)
+    if payload is None:
         return None
-    try:
-        dims = json.loads(path.read_text())["latent_dims"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StudyFileError(f"{path}: not a readable study file ({type(exc).__name__}: {exc}).") from None
+    path = Path(study_dir) / STUDY_FILE
+    dims = payload.get("latent_dims")
     if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and d >= 1 for d in dims):
         raise StudyFileError(f"{path}: 'latent_dims' must be a non-empty list of positive integers, got {dims!r}.")
     return dims
