@@ -329,9 +329,11 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
               help="Repeat every run with N seeds (from --seed on): the report shows means with their spread "
                    "and says which differences exceed it.")
 @click.option("--seed-list", type=str, default=None, help="Repeat every run with these seeds, e.g. 0,1,2.")
-@click.option("--jobs", type=str, default="1", show_default=True,
+@click.option("--jobs", type=str, default=None,
               help="Train this many runs at once, as separate processes sharing the cores (auto: one per core, one "
-                   "thread each). At a given --threads, a run's numbers do not depend on it.")
+                   "thread each) [default: auto for a grid (--vary, --seeds), measured 1.25x faster than one run at a "
+                   "time on 2 cores; 1 for latent sizes alone, so that their numbers stay those of earlier studies]. "
+                   "At a given --threads, a run's numbers do not depend on it.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads per run [default: every core for --jobs 1, an equal share of the cores otherwise]. A "
                    "run's numbers depend on its thread count (the order of floating-point sums), not on --jobs.")
@@ -364,7 +366,8 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     dims = parse_latent_dims(latent_dims) if _given(ctx, "latent_dims") or not design else design["latent_dims"]
     axes = [grid.parse_axis(text) for text in vary] or [grid.axis_of(k, v) for k, v in design.get("axes", {}).items()]
     seeds = seeds if seeds is not None or seed_list is not None else design.get("seeds")
-    jobs = jobs if _given(ctx, "jobs") else design.get("jobs", jobs)
+    grid_study = bool(vary or seeds or seed_list) or (opts["resume"] and recorded_grid(study_dir))
+    jobs = jobs if _given(ctx, "jobs") else design.get("jobs", "auto" if grid_study else "1")
     if _given(ctx, "latent_dims") and any(axis.key == grid.LATENT_KEY for axis in axes):
         raise click.UsageError("give the latent sizes once: either -z or --vary z=..., not both.")
     replicates = parse_seed_list(seed_list, seeds)
@@ -382,6 +385,14 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
     click.echo(f"report: {result.report.html}")
+
+
+def recorded_grid(study_dir: Path) -> bool:
+    """Whether the study being resumed is a grid (so that it resumes with the thread count it started with)."""
+    try:
+        return "axes" in (rundir.read_study_file(study_dir) or {})
+    except rundir.StudyFileError:
+        return False  # the study itself says what is wrong with the file
 
 
 def parse_seed_list(text: str | None, count: int | None) -> int | list[int] | None:
