@@ -197,3 +197,17 @@ def test_a_grid_report_with_every_figure_renders_without_a_broken_image(mnist, t
 def test_the_claims_preset_is_a_study_not_a_run(tmp_path):
     result = CliRunner().invoke(cli, ["train", "--preset", "claims", "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 2 and "vaelab study --preset claims" in result.output
+
+
+@pytest.mark.slow
+def test_runs_side_by_side_share_one_mlflow_store(mnist, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    options = RunOptions(progress=False, measures=False, artifacts=False, tensorboard=False, mlflow_uri="")
+    vaelab.study([2, 3], tmp_path / "tracked", small_config(), options, axes={"beta": [1, 2]},
+                 dataset=mnist.head(512, 200), jobs=2)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'tracked' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [
+        ("beta=1,z=2", "FINISHED"), ("beta=1,z=3", "FINISHED"), ("beta=2,z=2", "FINISHED"), ("beta=2,z=3", "FINISHED")]

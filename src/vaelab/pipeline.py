@@ -340,6 +340,11 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
     end naming every run that failed (the others are kept)."""
     quiet = dataclasses.replace(options, progress=False)
     dataset, callbacks = data_callbacks
+    if options.mlflow_uri is not None:  # the store and experiment made once, before the runs race to make them
+        from .trackers import open_experiment, require_mlflow
+
+        require_mlflow()
+        open_experiment(todo[0][1].parent, options.mlflow_uri or None)
     tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset, tuple(callbacks)) for _, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
     jobs, threads = jobs_threads

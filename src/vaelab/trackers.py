@@ -173,23 +173,10 @@ class MlflowTracker:
     """
 
     def __init__(self, run_dir: Path, uri: str | None, params: dict[str, Any]):
-        try:
-            from mlflow.entities import Param
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise VaelabError(f"--mlflow needs MLflow, which is not installed: {MLFLOW_EXTRA}") from None
+        from mlflow.entities import Param
+
         run_dir = Path(run_dir).resolve()
-        artifacts = None
-        if uri is None:
-            uri = f"sqlite:///{run_dir.parent / MLFLOW_DB}"
-            artifacts = (run_dir.parent / MLFLOW_ARTIFACTS).as_uri()
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its schema migrations on every new store
-        self.client = MlflowClient(tracking_uri=uri)
-        self.uri = uri
-        name = run_dir.parent.name or "vaelab"
-        experiment = self.client.get_experiment_by_name(name)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else self.client.create_experiment(name, artifact_location=artifacts))
+        self.client, experiment_id, self.uri = open_experiment(run_dir.parent, uri)
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
                                              tags={"vaelab.run_dir": str(run_dir)}).info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -213,6 +200,29 @@ class MlflowTracker:
 
     def abandon(self) -> None:
         self.client.set_terminated(self.run_id, status="KILLED")
+
+
+def open_experiment(study_dir: Path, uri: str | None) -> tuple[Any, str, str]:
+    """(client, experiment id, tracking URI) of the study's experiment, created where it does not exist yet.
+    ``uri`` None: the SQLite store STUDY_DIR/mlflow.db, artifacts in STUDY_DIR/mlartifacts. A study that trains
+    runs side by side calls this once before they start: two processes creating one SQLite store at once race
+    in its schema migration."""
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise VaelabError(f"--mlflow needs MLflow, which is not installed: {MLFLOW_EXTRA}") from None
+    study_dir = Path(study_dir).resolve()
+    artifacts = None
+    if uri is None:
+        uri = f"sqlite:///{study_dir / MLFLOW_DB}"
+        artifacts = (study_dir / MLFLOW_ARTIFACTS).as_uri()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its schema migrations on every new store
+    client = MlflowClient(tracking_uri=uri)
+    name = study_dir.name or "vaelab"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (experiment.experiment_id if experiment is not None
+                     else client.create_experiment(name, artifact_location=artifacts))
+    return client, experiment_id, uri
 
 
 def tracker_hook(run_dir: Path, config: RunConfig, test_images: torch.Tensor, test_labels: torch.Tensor,
