@@ -361,6 +361,8 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
 
     try:
         outcomes = parallel.run_tasks(train, tasks, jobs, threads, executor, ray_address, done)
+    except KeyboardInterrupt:  # Ctrl-C reached the workers too: each saved a checkpoint before it stopped
+        raise Interrupted(f"interrupted; every run keeps its last checkpoint. Continue with: {resume_hint}") from None
     finally:
         bar.close()
     failed = [(names[id(t)], r) for t, r in zip(tasks, outcomes, strict=True) if isinstance(r, BaseException)]
