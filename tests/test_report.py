@@ -282,3 +282,20 @@ def test_reading_of_the_end_of_training_measures():
     assert "Latent size 16 leaves 7 of its units unused" in text
     assert "most accurate for latent size 16: 71.0% for latent size 2 and 95.0% for latent size 16" in text
     assert "look most like test digits to a digit classifier for latent size 16" in text
+
+
+def test_a_spatial_latent_of_two_channels_expects_no_manifold(tmp_path):
+    """Figures draw a manifold only over a plane latent; the report asks for it by the same rule
+    (config.has_latent_plane), so a conv-spatial run at c = 2 does not list manifold.png as missing."""
+    from vaelab.report.page import run_section
+    from vaelab.report.study import ReportedRun
+
+    def section(arch: str):
+        config = {"model": {"arch": arch}, "train": {"epochs": 1}}
+        run = ReportedRun(latent_dim=2, path=tmp_path / "latent_2", config=config,
+                          history=[{"epoch": 1, "test": {"loss": 1.0, "mse": 0.1}}], eval_sizes={}, environment={},
+                          final={})
+        return run_section(tmp_path, run, "#000", "latent-2")
+
+    assert "manifold.png" not in section("conv-spatial").missing
+    assert "manifold.png" in section("mlp").missing
