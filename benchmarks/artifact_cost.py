@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from vaelab.config import ModelConfig, RunConfig, TrainConfig
-from vaelab.data import Dataset, ImageSplit, load_dataset
+from vaelab.data import Dataset, ImageSplit
+from vaelab.datasets import load_dataset
 from vaelab.training import Trainer
 from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 

@@ -26,7 +26,8 @@ from PIL import Image
 
 from vaelab import quality
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import Dataset, ImageSplit, load_dataset
+from vaelab.data import Dataset, ImageSplit
+from vaelab.datasets import load_dataset
 from vaelab.training import Trainer
 
 SECTIONS = ("load", "train", "ssim")

@@ -43,7 +43,7 @@ from torch import nn
 
 from vaelab import precision, rundir
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import load_dataset
+from vaelab.datasets import load_dataset
 from vaelab.losses import negative_elbo
 from vaelab.models import VAE
 from vaelab.prepare import as_float_images

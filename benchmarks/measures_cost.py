@@ -20,7 +20,7 @@ import torch
 
 from vaelab.checkpoint import load_model
 from vaelab.classifier import DEFAULT_RECIPE, accuracy, load_or_train_classifier, train_classifier
-from vaelab.data import load_dataset
+from vaelab.datasets import load_dataset
 from vaelab.measures import DEFAULT_IWAE_K, final_measures, iwae_log_likelihood
 from vaelab.prepare import as_float_images, evaluation_images
 

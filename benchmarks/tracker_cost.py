@@ -19,7 +19,7 @@ from pathlib import Path
 from artifact_cost import Clock  # the script's own folder is on the path
 
 from vaelab.config import ModelConfig, RunConfig, TrainConfig
-from vaelab.data import load_dataset
+from vaelab.datasets import load_dataset
 from vaelab.trackers import tracker_hook
 from vaelab.training import Trainer
 

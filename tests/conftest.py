@@ -36,7 +36,7 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
-    from vaelab.data import load_dataset
+    from vaelab.datasets import load_dataset
 
     return load_dataset("mnist", mnist_dir, download=False)
 

@@ -11,7 +11,7 @@ PACKAGE = Path(vaelab.__file__).parent
 LAYERS = {
     0: ["errors", "atomic", "metrics", "quality", "losses", "precision"],
     1: ["config", "presets", "rundir", "locks", "environment"],
-    2: ["grid", "data", "images", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
+    2: ["grid", "data", "images", "datasets", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
     3: ["evaluation", "distributed"],
     4: ["training", "callbacks", "parallel"],
     5: ["latent_geometry", "measures", "visualisation", "trackers"],
@@ -28,10 +28,15 @@ def module_of(path: Path) -> str:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """The vaelab modules ``path`` imports (relative imports; ``from . import x`` names module x)."""
+    """The vaelab modules ``path`` imports, at the top or inside a function: relative imports (``from . import x``
+    names module x) and absolute ones (``from vaelab.x import ...``, ``import vaelab.x``)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("vaelab."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("vaelab."))
+        elif isinstance(node, ast.ImportFrom) and node.level:
             inside_subpackage = path.parent != PACKAGE
             if node.level == 1 and inside_subpackage:
                 continue  # a sibling in the same sub-package
@@ -62,3 +67,23 @@ def test_no_function_is_longer_than_sixty_lines():
             for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60]
     assert long == []
+
+
+def test_no_modules_import_each_other_in_a_cycle():
+    """Modules of one layer may import each other, but never round in a circle (data <-> images once did)."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        graph.setdefault(module_of(path), set()).update(imported_modules(path) - {module_of(path)})
+
+    def cycle_from(start: str, node: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return (*seen, nxt)
+            if nxt not in seen:
+                found = cycle_from(start, nxt, (*seen, nxt))
+                if found:
+                    return found
+        return None
+
+    cycles = [" -> ".join(c) for m in sorted(graph) if (c := cycle_from(m, m, (m,)))]
+    assert cycles == []

@@ -30,11 +30,11 @@ from vaelab.data import (
     Resource,
     Source,
     download_dataset,
-    load_dataset,
     read_idx,
     resolve_data_dir,
     verify_checksums,
 )
+from vaelab.datasets import load_dataset
 from vaelab.errors import DataError, DataNotFoundError
 
 # --- fixtures: IDX files built in tmp_path ----------------------------------------------------

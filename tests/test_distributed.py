@@ -25,7 +25,7 @@ from vaelab import distributed
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli
 from vaelab.config import ModelConfig, RunConfig
-from vaelab.data import load_dataset
+from vaelab.datasets import load_dataset
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_split, split_sums
 from vaelab.models import VAE

@@ -17,7 +17,7 @@ from PIL import Image
 
 from helpers import write_image, write_image_folder
 from vaelab import data, images
-from vaelab.data import load_dataset
+from vaelab.datasets import load_dataset
 from vaelab.errors import DataError, DataNotFoundError
 from vaelab.images import LoadOptions, held_out, load_cifar10, load_folder
 

@@ -35,7 +35,8 @@ from helpers import write_idx, write_idx_dataset
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from vaelab.data import TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS, load_dataset, read_idx
+from vaelab.data import TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS, read_idx
+from vaelab.datasets import load_dataset
 from vaelab.prepare import as_float_images
 from vaelab.training import EvalPoint, Trainer
 

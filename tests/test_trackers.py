@@ -72,7 +72,7 @@ def test_tensorboard_has_the_config_as_hparams_and_the_final_latent_means(tracke
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     from vaelab.checkpoint import load_model
-    from vaelab.data import load_dataset
+    from vaelab.datasets import load_dataset
     from vaelab.prepare import as_float_images
     from vaelab.visualisation import stratified_subsample
 
@@ -128,6 +128,6 @@ def test_mlflow_missing_is_one_line_naming_the_extra(monkeypatch, tmp_path):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
-    monkeypatch.setattr("vaelab.data.load_dataset", lambda *args, **kwargs: pytest.fail("trained without MLflow"))
+    monkeypatch.setattr("vaelab.pipeline.load_dataset", lambda *args, **kwargs: pytest.fail("trained without MLflow"))
     result = CliRunner().invoke(cli, ["train", "--mlflow", "--run-dir", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 1 and "vaelab[mlflow]" in result.output and len(result.output.splitlines()) == 1

@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 from .callbacks import Callback, RunStart
 from .checkpoint import load_model
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .data import Dataset, ImageSplit, load_dataset
+from .data import Dataset, ImageSplit
+from .datasets import load_dataset
 from .errors import ConfigError
 from .models import VAE
 from .pipeline import RunOptions, RunResult, StudyResult, study, train

@@ -16,21 +16,21 @@ import os
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from vaelab.errors import DataError, DataNotFoundError
+from .errors import DataError, DataNotFoundError
 
 IDX_DATASETS = ("mnist", "fashion-mnist", "idx")
-DATASETS = (*IDX_DATASETS, "folder", "cifar10")  # the last two are read by vaelab.images
+DATASETS = (*IDX_DATASETS, "folder", "cifar10")  # the last two are read by vaelab.images (datasets.py picks)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -51,7 +51,7 @@ IDX_OTHER_TYPES = MappingProxyType(
     {0x09: "signed byte", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 )
 
-_DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX",
+DISPLAY_NAMES = MappingProxyType({"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "idx": "IDX",
                                    "folder": "image folder", "cifar10": "CIFAR-10"})
 
 
@@ -199,7 +199,7 @@ def user_cache_dir() -> Path:
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None, dataset: str = "mnist") -> Path:
     """``data_dir`` if given, else ``$VAELAB_DATA``, else ``$XDG_CACHE_HOME/vaelab/<dataset>``
     (``~/.cache/vaelab/<dataset>`` when XDG_CACHE_HOME is unset)."""
-    _check_dataset_name(dataset)
+    check_dataset_name(dataset)
     # An empty value is what an unset shell variable expands to; it never means "the cwd".
     if data_dir is not None and os.fspath(data_dir) != "":
         return Path(data_dir).expanduser().absolute()
@@ -209,37 +209,15 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, dataset: str = "mn
 def default_data_dirs(dataset: str = "mnist") -> list[Path]:
     """Where the data is looked for when no directory is given: ``$VAELAB_DATA`` if set, then the
     per-user cache ``$XDG_CACHE_HOME/vaelab/<dataset>`` (``~/.cache/vaelab/<dataset>``)."""
-    _check_dataset_name(dataset)
+    check_dataset_name(dataset)
     from_env = os.environ.get("VAELAB_DATA", "")
     env_dirs = [Path(from_env).expanduser().absolute()] if from_env else []
     return [*env_dirs, user_cache_dir() / dataset]
 
 
-def load_first_found(name: str, directories: Sequence[str | os.PathLike[str] | None], **options: Any) -> Dataset:
-    """The dataset from the first of ``directories`` that holds it (None and empty entries are skipped;
-    nothing is downloaded; ``options`` go to ``load_dataset``). The error lists every directory tried."""
-    tried: list[Path] = []
-    for directory in directories:
-        if directory is None or os.fspath(directory) == "":
-            continue
-        root = Path(directory).expanduser().absolute()
-        if root in tried:
-            continue
-        tried.append(root)
-        try:
-            return load_dataset(name, root, download=False, **options)
-        except DataNotFoundError:
-            continue
-    where = "; ".join(str(d) for d in tried) or "no directory"
-    raise DataNotFoundError(
-        f"{_DISPLAY_NAMES[name]} data not found: tried {where}. Point --data-dir or the VAELAB_DATA environment "
-        "variable at the directory that holds it."
-    )
-
-
 def find_dataset_files(name: str, root: Path) -> dict[str, Path] | None:
     """The four standard files, all from one directory (``root`` or torchvision's layout under it), or None."""
-    _check_dataset_name(name)
+    check_dataset_name(name)
     for directory in _candidate_dirs(name, Path(root)):
         found = _find_in_directory(directory)
         if found is not None:
@@ -338,37 +316,6 @@ def _read_bytes(path: Path) -> bytes:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_dataset(
-    name: str = "mnist", data_dir: str | os.PathLike[str] | None = None, download: bool = True,
-    channels: int | None = None, image_size: int | None = None, progress: bool | None = None,
-) -> Dataset:
-    """Load both splits into memory, downloading the files first when missing (mnist / fashion-mnist /
-    cifar10). ``channels`` and ``image_size`` convert a ``folder`` dataset's images (None: decided from
-    the files); ``progress`` shows its decoding bar (None: only on a terminal)."""
-    _check_dataset_name(name)
-    if name not in IDX_DATASETS:
-        from .images import LoadOptions, load_image_dataset  # reads images with Pillow; imported only when needed
-
-        return load_image_dataset(name, data_dir, LoadOptions(channels, image_size), download, progress)
-    root = resolve_data_dir(data_dir, name)
-    files = find_dataset_files(name, root)
-    if files is None:
-        if name not in SOURCES:
-            raise DataNotFoundError(_not_found_message(name, root, "the 'idx' dataset is never downloaded"))
-        if not download:
-            raise DataNotFoundError(_not_found_message(name, root, "downloading is turned off"))
-        download_dataset(name, root)
-        files = find_dataset_files(name, root)
-        if files is None:  # only if something removed the files right after they were saved
-            raise DataNotFoundError(_not_found_message(name, root, "the downloaded files disappeared"))
-    return Dataset(
-        name=name,
-        root=files[TRAIN_IMAGES].parent,
-        train=load_split(files[TRAIN_IMAGES], files[TRAIN_LABELS], name),
-        test=load_split(files[TEST_IMAGES], files[TEST_LABELS], name),
-    )
-
-
 def load_split(images_path: Path, labels_path: Path, name: str) -> ImageSplit:
     """Read and cross-check one images file and its labels file."""
     images = read_idx(images_path)
@@ -410,7 +357,7 @@ def download_dataset(name: str, root: Path, *, opener: Opener | None = None) -> 
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataNotFoundError(_not_found_message(name, root, f"the directory cannot be created ({error})")) from error
+        raise DataNotFoundError(not_found_message(name, root, f"the directory cannot be created ({error})")) from error
     for resource in source.resources:
         if _find_idx_file(root, resource.filename) is None:
             _download_resource(name, source.mirrors, resource, root, opener)
@@ -443,7 +390,7 @@ def _download_resource(
             return
         finally:
             temp.unlink(missing_ok=True)
-    raise DataNotFoundError(_not_found_message(name, root, f"downloading failed ({'; '.join(failures)})"))
+    raise DataNotFoundError(not_found_message(name, root, f"downloading failed ({'; '.join(failures)})"))
 
 
 def _new_temp_file(name: str, root: Path, filename: str) -> Path:
@@ -451,7 +398,7 @@ def _new_temp_file(name: str, root: Path, filename: str) -> Path:
     try:
         handle, temp = tempfile.mkstemp(dir=root, prefix=f".{filename}.", suffix=".part")
     except OSError as error:
-        raise DataNotFoundError(_not_found_message(name, root, f"the directory is not writable ({error})")) from error
+        raise DataNotFoundError(not_found_message(name, root, f"the directory is not writable ({error})")) from error
     os.close(handle)
     return Path(temp)
 
@@ -486,7 +433,7 @@ def verify_checksums(name: str, root: Path) -> None:
     root = Path(root)
     files = find_dataset_files(name, root)
     if files is None:
-        raise DataNotFoundError(_not_found_message(name, root, "there is nothing to verify"))
+        raise DataNotFoundError(not_found_message(name, root, "there is nothing to verify"))
     for resource in source.resources:
         path = files[resource.filename]
         raw = _read_bytes(path)
@@ -500,7 +447,7 @@ def verify_checksums(name: str, root: Path) -> None:
             raise DataError(
                 f"{path}: {resource.checksum.algorithm} checksum does not match the published value "
                 f"{resource.checksum.hexdigest}{hint if resource.checksum.of_archive else ''}; "
-                f"the file is corrupt or not the {_DISPLAY_NAMES[name]} file"
+                f"the file is corrupt or not the {DISPLAY_NAMES[name]} file"
             )
 
 
@@ -517,19 +464,19 @@ def checksum_matches(raw: bytes, checksum: Checksum) -> bool:
 # --- names and messages ---------------------------------------------------------------------
 
 
-def _check_dataset_name(name: str) -> None:
+def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def _source(name: str, lacking: str) -> Source:
-    _check_dataset_name(name)
+    check_dataset_name(name)
     if name not in SOURCES:
         raise DataError(f"the {name!r} dataset is read from your own files and {lacking}")
     return SOURCES[name]
 
 
-def _not_found_message(name: str, root: Path, reason: str) -> str:
+def not_found_message(name: str, root: Path, reason: str) -> str:
     """One paragraph: what was searched, why nothing was fetched, and what to put where."""
     searched = [str(directory) for directory in _candidate_dirs(name, root)]
     where = " or ".join(searched)
@@ -538,7 +485,7 @@ def _not_found_message(name: str, root: Path, reason: str) -> str:
     # Name the missing files only when some are there; otherwise the list below says it all.
     lacking = f", missing {', '.join(missing)}" if 0 < len(missing) < len(STANDARD_FILES) else ""
     return (
-        f"{_DISPLAY_NAMES[name]} data not found: searched {where}{lacking}; {reason}. "
+        f"{DISPLAY_NAMES[name]} data not found: searched {where}{lacking}; {reason}. "
         f"Put the four files {wanted} (each may be gzipped, with a .gz suffix) in {root}, "
         "or point --data-dir or the VAELAB_DATA environment variable at the directory that holds them."
     )

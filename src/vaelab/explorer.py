@@ -26,7 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from . import rundir
 from .checkpoint import find_checkpoint, load_checkpoint, load_model
 from .config import RunConfig
-from .data import default_data_dirs, load_first_found
+from .data import default_data_dirs
+from .datasets import load_first_found
 from .errors import CheckpointError, VaelabError
 from .models import VAE
 from .prepare import as_float_images, posterior_means

@@ -28,7 +28,8 @@ from . import distributed, grid, parallel, rundir
 from .callbacks import Callback, eval_point_hook, start_of
 from .checkpoint import load_checkpoint
 from .config import RunConfig
-from .data import Dataset, load_dataset
+from .data import Dataset
+from .datasets import load_dataset
 from .errors import Interrupted, ReportError, SettingsError, VaelabError
 from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_each_epoch
 from .metrics import summary_text
