@@ -182,10 +182,14 @@ def _check_rules(named: str, key: str, value: Any, rules: dict[str, Any]) -> Non
     too_low = low is not None and (value <= low if rules.get("low_open") else value < low)
     too_high = high is not None and (value >= high if rules.get("high_open") else value > high)
     if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
-        lower = "" if low is None else f"{'>' if rules.get('low_open') else '>='} {low:g}"
-        upper = "" if high is None else f"{'<' if rules.get('high_open') else '<='} {high:g}"
+        lower = "" if low is None else f"{'>' if rules.get('low_open') else '>='} {_bound_text(low)}"
+        upper = "" if high is None else f"{'<' if rules.get('high_open') else '<='} {_bound_text(high)}"
         raise ConfigError(f"{named} must be {' and '.join(b for b in (lower, upper) if b) or 'finite'}; "
                           f"got {value!r}.", key=key)
+
+
+def _bound_text(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _has_type(value: Any, kind: Any) -> bool:
