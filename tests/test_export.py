@@ -109,3 +109,21 @@ def test_export_command_writes_both_forms(tmp_path, monkeypatch):
     assert (tmp_path / "o" / "encoder.onnx").stat().st_size > 0 and (tmp_path / "o" / "decoder.onnx").exists()
     nothing = CliRunner().invoke(cli, ["export", str(run)])
     assert nothing.exit_code == 2 and "--pretrained" in nothing.output
+
+
+@pytest.mark.parametrize("target", ["run", "earlier", "file"])
+def test_export_refuses_to_overwrite_a_run_or_another_model(tmp_path, monkeypatch, target):
+    model = trained_like(ModelConfig(latent_dim=2, hidden=(16,)))
+    monkeypatch.setattr("vaelab.checkpoint.load_model", lambda run_dir: (model, None))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"config_version": 1, "train": {}}')
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    model.save_pretrained(tmp_path / "earlier")
+    (tmp_path / "file").write_text("not a directory")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(cli, ["export", str(run), "--pretrained", str(tmp_path / target)])
+    assert result.exit_code == (2 if target == "file" else 1) and "Traceback" not in result.output
+    assert ("run directory" if target == "run" else "holds a model" if target == "earlier" else "is a file") in \
+        " ".join(result.output.split())
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

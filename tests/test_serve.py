@@ -166,6 +166,8 @@ def test_decode_matches_the_decoder_and_reports_its_time(client, reference):
         ("[0, 0]", "JSON object"),
         ("{z: [0, 0]}", "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
+        ('{"z": [0, ' + "9" * 400 + "]}", "too large for a number"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_decode_refuses_bad_points_with_400_and_a_message(client, explorer, body, complaint):

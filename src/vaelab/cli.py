@@ -483,9 +483,13 @@ def serve(directory: Path, host: str, port: int, data_dir: str | None, allow_hos
 def export(run_dir: Path, pretrained_dir: Path | None, onnx_dir: Path | None) -> None:
     """Write RUN_DIR's trained model as files other programs can load: safetensors + JSON, or ONNX."""
     from .checkpoint import load_model
+    from .export import ONNX_FILES, PRETRAINED_FILES, check_export_target
 
     if pretrained_dir is None and onnx_dir is None:
         raise click.UsageError("say what to write: --pretrained DIR, --onnx DIR, or both.")
+    for directory, files in ((pretrained_dir, PRETRAINED_FILES), (onnx_dir, ONNX_FILES)):
+        if directory is not None:
+            check_export_target(directory, files)  # before anything is written
     model, _ = load_model(run_dir)
     if pretrained_dir is not None:
         model.save_pretrained(pretrained_dir)

@@ -220,7 +220,11 @@ def latent_vector(value: Any, latent_dim: int, limit: float = Z_LIMIT, field: st
         raise BadInput(f"'{field}' must have {latent_dim} numbers (the run's latent size), got {len(value)}.")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise BadInput(f"'{field}' must hold only numbers.")
-    z = np.asarray(value, dtype=np.float64)
+    try:
+        z = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer of hundreds of digits: beyond any float, so beyond the limit too
+        raise BadInput(f"'{field}' has a coordinate too large for a number; coordinates must lie in "
+                       f"[-{limit:g}, {limit:g}].") from None
     if not np.isfinite(z).all():
         raise BadInput(f"'{field}' holds NaN or infinite values.")
     if np.abs(z).max() > limit:

@@ -17,11 +17,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import VaelabError
+from .errors import OutputDirError, VaelabError
 from .models import VAE
-from .rundir import DECODER_ONNX, ENCODER_ONNX
+from .rundir import CHECKPOINT, DECODER_ONNX, ENCODER_ONNX, PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
+
+PRETRAINED_FILES = (PRETRAINED_WEIGHTS, PRETRAINED_CONFIG)
+ONNX_FILES = (ENCODER_ONNX, DECODER_ONNX)
 
 EXPORT_EXTRA = "pip install 'vaelab[export]'"
+
+
+def check_export_target(directory: Path, files: tuple[str, ...]) -> None:
+    """Refuse to write where it would replace a file: a run directory's config.json (what --resume and --config
+    read) or another exported model. An OutputDirError says which files are in the way."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputDirError(f"{directory}: is a file, not a directory; give a new or empty directory to export to.")
+    in_the_way = [name for name in (*files, CHECKPOINT) if (directory / name).exists()]
+    if in_the_way:
+        what = "a run directory" if (directory / CHECKPOINT).exists() else "a directory that already holds a model"
+        raise OutputDirError(f"{directory}: is {what} ({', '.join(in_the_way)}); exporting there would overwrite "
+                             "it. Export into a new or empty directory, or remove those files first.")
 
 
 class _Encoder(nn.Module):

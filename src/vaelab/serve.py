@@ -186,6 +186,8 @@ def json_body() -> dict[str, Any]:
         body = json.loads(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError):
         raise BadInput("the request body is not valid JSON.") from None
+    except RecursionError:  # arrays or objects nested thousands deep: no request of this page looks like that
+        raise BadInput("the request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadInput("the request body must be a JSON object.")
     return body
