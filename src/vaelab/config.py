@@ -343,9 +343,6 @@ def with_settings(config: RunConfig, values: dict[str, Any]) -> RunConfig:
     return RunConfig(**{name: SECTIONS[name](**fields) for name, fields in sections.items()})
 
 
-def get_setting(config: RunConfig, key: str) -> Any:
-    section, name = resolve_key(key).split(".", 1)
-    return getattr(getattr(config, section), name)
 STAMP_KEYS = ("config_version", "vaelab_version")  # written into every config.json; accepted and checked on input
 
 

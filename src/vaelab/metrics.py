@@ -32,9 +32,6 @@ class Metric:
     def better_text(self) -> str:
         return {"low": "lower is better", "high": "higher is better"}.get(self.better or "", "")
 
-    def format(self, value: float) -> str:
-        return format(value, self.fmt)
-
 
 POINT_METRICS = (
     Metric("loss", "−ELBO", ".2f", "low", "nats per image", "−ELBO (nats/image)", core=True),

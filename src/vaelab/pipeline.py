@@ -253,8 +253,9 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
                 except Interrupted as exc:
                     raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
     elif todo:
-        results.update(train_side_by_side(todo, plan_grid, options, (dataset, callbacks), (jobs, threads), executor,
-                                          ray_address, notify, resume_hint))
+        results.update(train_side_by_side(todo, plan_grid, options, dataset=dataset, callbacks=callbacks, jobs=jobs,
+                                          threads=threads, executor=executor, ray_address=ray_address, notify=notify,
+                                          resume_hint=resume_hint))
     runs = {(run.config.model.latent_dim if plan_grid.latent_only else run.dir_name): results[run.dir_name]
             for run in planned if run.dir_name in results}
     report = build_report(study_dir)
@@ -333,14 +334,13 @@ def _json_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions,
-                       data_callbacks: tuple[Dataset | None, Sequence[Callback]], jobs_threads: tuple[int, int | None],
+def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions, *,
+                       dataset: Dataset | None, callbacks: Sequence[Callback], jobs: int, threads: int | None,
                        executor: str, ray_address: str | None, notify: Notify,
                        resume_hint: str) -> dict[str, RunResult]:
     """The runs in ``todo`` as parallel processes or Ray tasks; a line per finished run, and one error at the
     end naming every run that failed (the others are kept)."""
     quiet = dataclasses.replace(options, progress=False)
-    dataset, callbacks = data_callbacks
     if options.mlflow_uri is not None:  # the store and experiment made once, before the runs race to make them
         from .trackers import open_experiment, require_mlflow
 
@@ -348,7 +348,6 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
         open_experiment(todo[0][1].parent, options.mlflow_uri or None)
     tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset, tuple(callbacks)) for _, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
-    jobs, threads = jobs_threads
     threads = threads or parallel.threads_per_job(jobs)
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
     notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")

@@ -53,15 +53,15 @@ def build_report(study_dir: str | os.PathLike) -> Report:
     study = read_study(study_dir)
     rows = final_rows(study.runs)
     out = study.path
+    cells = cells_of(study.runs) if study.grid is not None else []
     if study.grid is None:
         reading = plain_reading(study)
         plot_comparison(study.runs, out / COMPARISON_PNG)
     else:  # the runs' seeds pooled into cells: curves with bands, the rate-distortion plane, the spread's verdicts
-        cells = cells_of(study.runs)
         reading = grid_reading(cells, study.grid.axes, study.grid.seeds)
         plot_grid_curves(cells, study.grid.axes, out / COMPARISON_PNG)
         plot_rate_distortion(cells, study.grid.axes, out / RATE_DISTORTION_PNG)
     write_final_csv(rows, out / FINAL_CSV)
     write_text_atomic(out / FINAL_MD, final_markdown(rows))
-    write_text_atomic(out / REPORT_HTML, render_html(study, rows, reading))
+    write_text_atomic(out / REPORT_HTML, render_html(study, rows, reading, cells))
     return Report(out / REPORT_HTML, out / COMPARISON_PNG, out / FINAL_CSV, out / FINAL_MD, reading)

@@ -23,7 +23,7 @@ from ..config import has_latent_plane
 from ..grid import coords_text, value_text
 from ..metrics import POINT_METRICS, metric_of
 from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG
-from .cells import GridCell, axis_values, cells_of
+from .cells import GridCell, axis_values
 from .claims import NOT_SUPPORTED, SUPPORTED, claim_rows
 from .figures import (
     ANIMATIONS,
@@ -359,10 +359,9 @@ def pivot_tables(study: Study, cells: Sequence[GridCell]) -> list[tuple[str, Tab
     return tables
 
 
-def grid_view(study: Study) -> GridView | None:
+def grid_view(study: Study, cells: Sequence[GridCell]) -> GridView | None:
     if study.grid is None:
         return None
-    cells = cells_of(study.runs)
     notes = []
     if any(c.value("model.objective") == "ae" for c in cells):
         notes.append("A plain autoencoder has no posterior noise and no KL term: its KL is recorded as 0, its −ELBO "
@@ -399,19 +398,21 @@ def run_anchors(study: Study) -> list[str]:
     return [f"run-{i + 1}" if study.is_grid else f"latent-{run.latent_dim}" for i, run in enumerate(study.runs)]
 
 
-def animated_runs(study: Study) -> set[str]:
+def animated_runs(study: Study, cells: Sequence[GridCell]) -> set[str]:
     """The runs whose sections show animations: every run, or in a grid the first seed of each cell."""
     if not study.is_grid:
         return {run.name for run in study.runs}
-    return {cell.runs[0].name for cell in cells_of(study.runs)}
+    return {cell.runs[0].name for cell in cells}
 
 
-def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]]) -> str:
+def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]],
+                cells: Sequence[GridCell] = ()) -> str:
+    """The page; ``cells``: a grid study's runs pooled by cell (``cells.cells_of``)."""
     runs = study.runs
     colours = run_colours(runs)
     settings, differing = shared_settings(runs)
     measures = measure_columns(rows)
-    anchors, animated, grid = run_anchors(study), animated_runs(study), grid_view(study)
+    anchors, animated, grid = run_anchors(study), animated_runs(study, cells), grid_view(study, cells)
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                               lstrip_blocks=True, keep_trailing_newline=True)
     return environment.get_template("report.html.j2").render(

@@ -49,10 +49,6 @@ class ReportedRun:
         return tuple((k, v) for k, v in self.coords if k != grid.SEED_KEY)
 
     @property
-    def seed(self) -> int:
-        return int(self.config.get("train", {}).get("seed", 0))
-
-    @property
     def latest(self) -> dict[str, Any]:
         return self.history[-1]
 
