@@ -9,9 +9,9 @@ import vaelab
 PACKAGE = Path(vaelab.__file__).parent
 # Each module's place in the flow; a module may import only modules at its own place or earlier.
 LAYERS = {
-    0: ["errors", "atomic", "metrics", "quality", "losses", "precision"],
+    0: ["errors", "atomic", "metrics", "quality", "losses", "architectures", "precision"],
     1: ["config", "presets", "rundir", "locks", "environment"],
-    2: ["grid", "data", "images", "datasets", "resnet", "perceptual", "models", "checkpoint", "prepare", "classifier"],
+    2: ["grid", "data", "images", "datasets", "perceptual", "models", "checkpoint", "prepare", "classifier"],
     3: ["evaluation", "distributed"],
     4: ["training", "callbacks", "parallel"],
     5: ["latent_geometry", "measures", "visualisation", "trackers"],

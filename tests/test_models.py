@@ -191,7 +191,7 @@ def test_resnet_spatial_fits_other_image_shapes(shape):
 @pytest.mark.parametrize("channels", [128, 64])
 def test_self_attention_equals_torch_multihead_attention(channels):
     """The hand-written product (faster on CPU) against nn.MultiheadAttention on the same weights."""
-    from vaelab.resnet import SelfAttention
+    from vaelab.architectures.resnet_spatial import SelfAttention
 
     torch.manual_seed(0)
     layer = SelfAttention(channels)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import architectures
 from .atomic import atomic_file
 from .errors import CheckpointError, ConfigError, ConfigFileError, OutputDirError
 
@@ -26,13 +27,13 @@ else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
 CONFIG_VERSION = 1
-# conv-spatial: a latent map of latent_dim channels at H/4 x W/4; resnet-spatial: the published project's
-# ResNet/attention autoencoder around the same latent map, with a linear output on the [-1, 1] scale.
-ARCHITECTURES = ("mlp", "conv", "conv-spatial", "resnet-spatial")
+# What each architecture is, needs and allows is declared in its own module under architectures/.
+ARCHITECTURES = architectures.names()
 # Architectures whose latent is a map of latent_dim channels, not a vector of latent_dim numbers.
-SPATIAL_ARCHITECTURES = ("conv-spatial", "resnet-spatial")
-# The widths each architecture uses when none are given: the stride-2 stages, or the stem and two down blocks.
-DEFAULT_WIDTHS = {"conv": (32, 64), "conv-spatial": (32, 64), "resnet-spatial": (32, 64, 128)}
+SPATIAL_ARCHITECTURES = tuple(name for name in ARCHITECTURES if architectures.get(name).spatial)
+# The --widths each architecture uses when none are given (mlp's widths are --hidden).
+DEFAULT_WIDTHS = {name: architectures.get(name).default_widths for name in ARCHITECTURES
+                  if architectures.get(name).widths_field == "channels"}
 LR_SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
@@ -71,7 +72,7 @@ class ModelConfig:
     arch: str = setting("mlp", "the architecture", choices=ARCHITECTURES)
     latent_dim: int = setting(2, "the latent size", low=1)
     hidden: tuple[int, ...] = setting((512, 256), "mlp hidden widths", low=1)  # mlp: widths of the hidden layers
-    # conv: channels of the stride-2 stages; see DEFAULT_WIDTHS
+    # the convolutional architectures' widths; see DEFAULT_WIDTHS
     channels: tuple[int, ...] = setting((32, 64), "conv widths, --widths", low=1)
     likelihood: str = setting("bernoulli", "the decoder likelihood", choices=LIKELIHOODS)
     # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
@@ -120,7 +121,7 @@ class TrainConfig:
 def has_latent_plane(arch: str, latent_dim: int) -> bool:
     """Whether the latent space is a plane (a vector of two numbers), so that a manifold of decodes can be drawn
     over it; a spatial latent of two channels is not one."""
-    return latent_dim == 2 and arch not in SPATIAL_ARCHITECTURES
+    return arch in ARCHITECTURES and architectures.get(arch).has_latent_plane(latent_dim)
 
 
 def _as_tuple(values: Any, kind: type) -> Any:
@@ -135,17 +136,21 @@ def _as_tuple(values: Any, kind: type) -> Any:
 
 
 def check_architecture(model: ModelConfig) -> None:
-    """The rules that tie a model's fields together (each field alone may be fine)."""
-    if model.arch != "resnet-spatial":
-        return
-    if model.likelihood not in ("gaussian", "gaussian-learned"):
-        raise ConfigError("model.likelihood: resnet-spatial outputs images on the [-1, 1] scale without a squashing "
-                          "function and needs --likelihood gaussian or gaussian-learned, not "
-                          f"{model.likelihood!r}.", key="model.likelihood")
-    wanted = len(DEFAULT_WIDTHS["resnet-spatial"])
-    if len(model.channels) != wanted:
-        raise ConfigError(f"model.channels (--widths): resnet-spatial takes {wanted} widths (three widths: its stem "
-                          f"and two down blocks), got {','.join(map(str, model.channels))}.", key="model.channels")
+    """The rules that tie a model's fields to its architecture's declaration (each field alone may be fine)."""
+    if model.arch not in ARCHITECTURES:
+        raise ConfigError(f"model.arch: unknown architecture {model.arch!r}; choose from {', '.join(ARCHITECTURES)}.",
+                          key="model.arch")
+    arch = architectures.get(model.arch)
+    if arch.likelihoods is not None and model.likelihood not in arch.likelihoods:
+        wanted = " or ".join(arch.likelihoods)
+        raise ConfigError(f"model.likelihood: {arch.name} {arch.likelihood_reason} and needs --likelihood {wanted}, "
+                          f"not {model.likelihood!r}.", key="model.likelihood")
+    widths = getattr(model, arch.widths_field)
+    if arch.widths_count is not None and len(widths) != arch.widths_count:
+        option = "--widths" if arch.widths_field == "channels" else "--hidden"
+        key = f"model.{arch.widths_field}"
+        raise ConfigError(f"{key} ({option}): {arch.name} takes {arch.widths_count} widths ({arch.widths_meaning}), "
+                          f"got {','.join(map(str, widths))}.", key=key)
 
 
 def validate_fields(section: Any, name: str) -> None:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import rundir
+from . import architectures, rundir
 from .config import ALIASES, RunConfig, parse_setting, resolve_key, with_settings
 from .errors import ConfigError
 
@@ -99,9 +99,10 @@ def check_value(key: str, value: Any) -> None:
 
 
 def _companions(key: str, value: Any) -> dict[str, Any]:
-    """Settings a value needs to be checked on its own: resnet-spatial needs a Gaussian likelihood."""
-    if key == "model.arch" and value == "resnet-spatial":
-        return {"model.likelihood": "gaussian"}
+    """Settings a value needs to be checked on its own: an architecture that allows only some likelihoods
+    (resnet-spatial: Gaussian ones) is checked with the first of them."""
+    if key == "model.arch" and value in architectures.names() and architectures.get(value).likelihoods:
+        return {"model.likelihood": architectures.get(value).likelihoods[0]}
     return {}
 
 

@@ -1,8 +1,9 @@
 """The VAE: a Gaussian encoder q(z|x) = N(mu, diag sigma^2), the reparameterization trick and a
-decoder that outputs per-pixel logits. Four architectures (``mlp``, ``conv`` with a latent vector,
-``conv-spatial`` with a latent map of ``latent_dim`` channels at a quarter of the image size, 7x7 on
-MNIST, and ``resnet-spatial``, the published project's larger model around the same map), any latent
-size, any image shape (C, H, W): ``ModelConfig.image_shape``, saved with the run.
+decoder that outputs per-pixel logits, around the networks of any registered architecture (``architectures/``,
+one module each: ``mlp``, ``conv`` with a latent vector, ``conv-spatial`` with a latent map of ``latent_dim``
+channels at a quarter of the image size, 7x7 on MNIST, and ``resnet-spatial``, the published project's larger
+model around the same map), any latent size, any image shape (C, H, W): ``ModelConfig.image_shape``, saved with
+the run.
 
 Images enter as float tensors in [0, 1] of shape (N, C, H, W), (N, 1, 28, 28) on MNIST. The decoder's output is always a
 logit map; the decoder *mean* image is its sigmoid, for every likelihood, so reconstructions stay
@@ -24,123 +25,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ARCHITECTURES, ModelConfig, check_architecture, write_text_atomic
+from . import architectures
+from .config import ModelConfig, check_architecture, write_text_atomic
 from .errors import CheckpointError
 from .losses import decoder_mean
-from .resnet import resnet_decoder, resnet_encoder
 from .rundir import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
 
-MNIST_SHAPE = (1, 28, 28)
-BOTTLENECK_SIDE = 8  # conv: stride-2 stages are added until the feature map is at most this wide
-MAX_CONV_CHANNELS = 256
 # A portable model: its weights as safetensors (no pickle, readable from any language) and its config as JSON.
 PRETRAINED_FORMAT = "vaelab-pretrained"
 PRETRAINED_VERSION = 1
-
-
-def mlp_encoder(latent_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = math.prod(image_shape)
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, 2 * latent_dim))
-    return nn.Sequential(*layers)
-
-
-def mlp_decoder(latent_dim: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    layers: list[nn.Module] = []
-    width = latent_dim
-    for h in reversed(hidden):
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers += [nn.Linear(width, math.prod(image_shape)), nn.Unflatten(1, tuple(image_shape))]
-    return nn.Sequential(*layers)
-
-
-def stage_sizes(height: int, width: int, stages: int | None = None) -> list[tuple[int, int]]:
-    """Feature-map sizes through stride-2 4x4 convolutions (padding 1), from the image down.
-
-    ``stages`` None: at least two, then more until the map is at most ``BOTTLENECK_SIDE`` wide, so the
-    depth follows the image size (28 -> 14 -> 7; 32 -> 16 -> 8; 64 -> 32 -> 16 -> 8)."""
-    sizes = [(height, width)]
-    while (len(sizes) - 1 < (stages or 2) or (stages is None and max(sizes[-1]) > BOTTLENECK_SIDE)):
-        h, w = sizes[-1]
-        if min(h, w) < 2:
-            raise ValueError(f"images of {height}x{width} are too small for {len(sizes)} stride-2 stages")
-        sizes.append((h // 2, w // 2))
-    return sizes
-
-
-def stage_channels(channels: tuple[int, ...], stages: int) -> tuple[int, ...]:
-    """The configured widths, then each further stage doubles the last (up to ``MAX_CONV_CHANNELS``)."""
-    widths = list(channels[:stages])
-    while len(widths) < stages:
-        widths.append(min(2 * widths[-1], MAX_CONV_CHANNELS))
-    return tuple(widths)
-
-
-def _down(in_channels: int, widths: tuple[int, ...]) -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    for width in widths:
-        layers += [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.ReLU()]
-        in_channels = width
-    return layers
-
-
-def _up(widths: tuple[int, ...], out_channels: int, sizes: list[tuple[int, int]]) -> list[nn.Module]:
-    """Transposed convolutions back up through ``sizes``; output_padding restores odd sizes (25 -> 12 -> 25)."""
-    layers: list[nn.Module] = []
-    targets = list(reversed(widths[:-1])) + [out_channels]
-    in_channels = widths[-1]
-    for k, width in enumerate(targets):
-        (small_h, small_w), (big_h, big_w) = sizes[-1 - k], sizes[-2 - k]
-        padding = (big_h - 2 * small_h, big_w - 2 * small_w)
-        layers.append(nn.ConvTranspose2d(in_channels, width, 4, stride=2, padding=1, output_padding=padding))
-        if k < len(targets) - 1:
-            layers.append(nn.ReLU())
-        in_channels = width
-    return layers
-
-
-def conv_encoder(latent_dim: int, channels: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    sizes = stage_sizes(*image_shape[1:])
-    widths = stage_channels(channels, len(sizes) - 1)
-    h, w = sizes[-1]
-    return nn.Sequential(
-        *_down(image_shape[0], widths),  # MNIST: 28 -> 14 -> 7
-        nn.Flatten(),
-        nn.Linear(widths[-1] * h * w, 256), nn.ReLU(),
-        nn.Linear(256, 2 * latent_dim),
-    )
-
-
-def conv_decoder(latent_dim: int, channels: tuple[int, ...], image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    sizes = stage_sizes(*image_shape[1:])
-    widths = stage_channels(channels, len(sizes) - 1)
-    h, w = sizes[-1]
-    return nn.Sequential(
-        nn.Linear(latent_dim, 256), nn.ReLU(),
-        nn.Linear(256, widths[-1] * h * w), nn.ReLU(),
-        nn.Unflatten(1, (widths[-1], h, w)),
-        *_up(widths, image_shape[0], sizes),  # MNIST: 7 -> 14 -> 28
-    )
-
-
-def spatial_encoder(latent_channels: int, channels: tuple[int, ...],
-                    image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    """Fully convolutional: posterior parameters are maps of 2 * latent_channels at a quarter of the
-    image's size (7x7 on MNIST)."""
-    widths = stage_channels(channels, 2)
-    return nn.Sequential(*_down(image_shape[0], widths), nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1))
-
-
-def spatial_decoder(latent_channels: int, channels: tuple[int, ...],
-                    image_shape: tuple[int, ...] = MNIST_SHAPE) -> nn.Module:
-    widths = stage_channels(channels, 2)
-    sizes = stage_sizes(*image_shape[1:], stages=2)
-    return nn.Sequential(nn.Conv2d(latent_channels, widths[-1], 3, padding=1), nn.ReLU(),
-                         *_up(widths, image_shape[0], sizes))
 
 
 class VAE(nn.Module):
@@ -149,34 +42,20 @@ class VAE(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {config.arch!r}; choose from {ARCHITECTURES}")
+        check_architecture(config)  # the config's own rules, again: a config may be changed after it is made
         if config.latent_dim < 1:
             raise ValueError(f"latent size must be >= 1, got {config.latent_dim}")
         self.config = config
         self.latent_dim = config.latent_dim
-        # The shape of one z; consumers that want vectors (evaluation, measures) flatten it.
-        self.latent_shape: tuple[int, ...] = (config.latent_dim,)
         shape = config.image_shape
         if min(shape[1:]) < 8:
             raise ValueError(f"images of {shape[1]}x{shape[2]} are too small; the models need at least 8x8")
-        if config.arch == "mlp":
-            self.encoder = mlp_encoder(config.latent_dim, config.hidden, shape)
-            self.decoder = mlp_decoder(config.latent_dim, config.hidden, shape)
-        elif config.arch == "conv":
-            self.encoder = conv_encoder(config.latent_dim, config.channels, shape)
-            self.decoder = conv_decoder(config.latent_dim, config.channels, shape)
-        elif config.arch == "conv-spatial":
-            self.encoder = spatial_encoder(config.latent_dim, config.channels, shape)
-            self.decoder = spatial_decoder(config.latent_dim, config.channels, shape)
-            self.latent_shape = (config.latent_dim, *stage_sizes(*shape[1:], stages=2)[-1])
-        else:
-            check_architecture(config)  # the config's own rules, again: a config may be changed after it is made
-            sizes = stage_sizes(*shape[1:], stages=2)
-            self.encoder = resnet_encoder(config.latent_dim, config.channels, shape)
-            self.decoder = resnet_decoder(config.latent_dim, config.channels, shape, sizes)
-            self.latent_shape = (config.latent_dim, *sizes[-1])
-        self.linear_output = config.arch == "resnet-spatial"
+        arch = architectures.get(config.arch)
+        networks = arch.build(config.latent_dim, getattr(config, arch.widths_field), shape)
+        self.encoder, self.decoder = networks.encoder, networks.decoder
+        # The shape of one z; consumers that want vectors (evaluation, measures) flatten it.
+        self.latent_shape: tuple[int, ...] = networks.latent_shape
+        self.linear_output = arch.linear_output
         # A plain autoencoder on the same networks: z is the encoder's mean, and no KL term is trained (the
         # log-variance head is still built, so an AE and a VAE of one size share every weight's shape).
         self.is_autoencoder = config.objective == "ae"

@@ -11,17 +11,10 @@ from pathlib import Path
 
 import torch
 
+from . import architectures
 from .errors import VaelabError
 
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-# Architectures auto keeps in fp32 even on bf16 hardware (docs/original.md, "Precision"). The mlp is the
-# default study's model: in fp32 its numbers stay those of every earlier vaelab. The conv models: on the
-# small conv-spatial recipe (docs/original.md) bf16 ended 0.10 dB PSNR and 17 nats -ELBO from fp32 after
-# 3 epochs, outside the 0.1 dB / 0.3 nat tolerance, so bf16 there is opt-in (--precision bf16, 1.3x faster
-# per step here).
-AUTO_FP32_ARCHS: tuple[str, ...] = ("mlp", "conv", "conv-spatial")
-
-
 def cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -51,7 +44,8 @@ def resolve(requested: str, device: torch.device, arch: str) -> str:
         return "bf16"
     if requested != "auto":
         raise VaelabError(f"unknown precision {requested!r}; choose auto, fp32 or bf16.")
-    return "bf16" if bf16_is_fast(device) and arch not in AUTO_FP32_ARCHS else "fp32"
+    # Each architecture says whether auto may pick bf16 (architectures/, ``fast_in_bf16``).
+    return "bf16" if bf16_is_fast(device) and architectures.get(arch).fast_in_bf16 else "fp32"
 
 
 def autocast(resolved: str, device: torch.device) -> contextlib.AbstractContextManager:

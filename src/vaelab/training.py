@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import distributed, precision
+from . import architectures, distributed, precision
 from .checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .config import RunConfig, TrainConfig
 from .data import Dataset
@@ -253,9 +253,8 @@ class Trainer:
             raise VaelabError("--adversarial does not run data-parallel (the discriminator is not synchronised "
                               "across processes); train it in one process.")
         self.precision = precision.resolve(config.train.precision, self.device, config.model.arch)
-        # Channels-last doubled the bf16 step of the plain conv models on this CPU but halved resnet-spatial's
-        # (GroupNorm and attention want the default layout); fp32 runs keep the default layout.
-        self.channels_last = self.precision == "bf16" and config.model.arch in ("conv", "conv-spatial")
+        # Each architecture says whether its bf16 step runs channels-last; fp32 runs keep the default layout.
+        self.channels_last = self.precision == "bf16" and architectures.get(config.model.arch).channels_last
         self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
                             "precision": self.precision}
         self.environment["images"] = dataset.describe()

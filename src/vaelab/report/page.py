@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from PIL import Image, UnidentifiedImageError
 
-from .. import __version__
+from .. import __version__, architectures
 from ..config import has_latent_plane
 from ..grid import coords_text, value_text
 from ..metrics import POINT_METRICS, metric_of
@@ -137,7 +137,8 @@ def run_section(study_dir: Path, run: ReportedRun, colour: str, anchor: str, ani
 def shown_settings(config: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Each config group's settings as text, without those the chosen model does not use."""
     model = config.get("model") or {}
-    unused = {"channels" if model.get("arch") == "mlp" else "hidden"}
+    arch = architectures.REGISTRY.get(str(model.get("arch", "mlp")))
+    unused = {"hidden", "channels"} - {arch.widths_field if arch else "hidden"}
     if model.get("likelihood") != "gaussian":
         unused.add("gaussian_std")
     groups = {}

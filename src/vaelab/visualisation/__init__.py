@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import rundir
 from ..checkpoint import load_model
-from ..config import RunConfig, write_text_atomic
+from ..config import RunConfig, has_latent_plane, write_text_atomic
 from ..errors import ArtifactError
 from ..models import VAE
 from ..rundir import CONFIG, FRAMES_DIR, PROJECTION_CHOICE
@@ -72,7 +72,7 @@ def render_run_artifacts(run_dir: str | Path, projection: str | None = None,
         written[rundir.SAMPLES_PNG] = render_samples(run_dir, model)
         if frames:
             written[rundir.INTERPOLATIONS_PNG] = render_interpolations(run_dir, model, frames[-1])
-        if model.latent_shape == (2,):  # not a spatial latent of 2 channels
+        if has_latent_plane(model.config.arch, model.latent_dim):
             written[rundir.MANIFOLD_PNG] = render_manifold(run_dir, model, frames[-1] if frames else None)
     else:
         model = VAE(config.model)  # untrained, but the same shapes: enough for the architecture

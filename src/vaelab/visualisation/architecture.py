@@ -14,7 +14,6 @@ from torch import nn
 
 from .. import rundir
 from ..models import VAE
-from ..resnet import ResBlock, SelfAttention
 from .drawing import _figure, _save_png, _styled
 
 
@@ -33,16 +32,14 @@ def layer_detail(module: nn.Module) -> str:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         k, s = module.kernel_size[0], module.stride[0]
         return f"{type(module).__name__} {module.in_channels}→{module.out_channels}, {k}×{k}, stride {s}"
-    if isinstance(module, ResBlock):
-        return f"ResBlock {module.shortcut.in_channels}→{module.shortcut.out_channels} (2× GroupNorm·SiLU·conv 3×3)"
-    if isinstance(module, SelfAttention):
-        return f"Self-attention, {module.attention.num_heads} heads"
+    if hasattr(module, "figure_label"):  # a composite block that labels itself (architectures/)
+        return module.figure_label()
     return type(module).__name__
 
 
 def _is_unit(module: nn.Module) -> bool:
     """A box of its own in the figure: a leaf layer, or a composite block drawn as one."""
-    return isinstance(module, (ResBlock, SelfAttention)) or len(list(module.children())) == 0
+    return hasattr(module, "figure_label") or len(list(module.children())) == 0
 
 
 @torch.no_grad()
@@ -52,7 +49,7 @@ def describe_architecture(model: VAE) -> list[LayerInfo]:
     layers: list[LayerInfo] = []
     handles = []
     for part, net in (("encoder", model.encoder), ("decoder", model.decoder)):
-        inside_unit = {id(m) for u in net.modules() if isinstance(u, (ResBlock, SelfAttention))
+        inside_unit = {id(m) for u in net.modules() if hasattr(u, "figure_label")
                        for m in u.modules() if m is not u}
         for module in net.modules():
             if _is_unit(module) and id(module) not in inside_unit:

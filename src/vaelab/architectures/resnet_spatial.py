@@ -22,6 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._stages import stage_sizes
+from .registry import Architecture, Networks, register
+
 NORM_GROUPS = 32
 ATTENTION_HEADS = 16
 
@@ -46,6 +49,10 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(x)) + self.shortcut(x)
+
+    def figure_label(self) -> str:
+        """The block as one box of the architecture figure."""
+        return f"ResBlock {self.shortcut.in_channels}→{self.shortcut.out_channels} (2× GroupNorm·SiLU·conv 3×3)"
 
 
 class SelfAttention(nn.Module):
@@ -72,6 +79,9 @@ class SelfAttention(nn.Module):
         attended = (weights @ v).transpose(1, 2).reshape(n, h * w, c)
         attended = self.attention.out_proj(attended)
         return x + attended.transpose(1, 2).reshape(n, c, h, w)
+
+    def figure_label(self) -> str:
+        return f"Self-attention, {self.attention.num_heads} heads"
 
 
 def mid_block(channels: int) -> nn.Sequential:
@@ -109,3 +119,23 @@ def resnet_decoder(latent_channels: int, widths: tuple[int, ...], image_shape: t
         up(c1, sizes[1], sizes[0]), ResBlock(c1, stem),  # 14 -> 28
         norm_act_conv(stem, image_shape[0]),
     )
+
+
+def build(latent_channels: int, widths: tuple[int, ...], image_shape: tuple[int, ...]) -> Networks:
+    sizes = stage_sizes(*image_shape[1:], stages=2)
+    return Networks(resnet_encoder(latent_channels, widths, image_shape),
+                    resnet_decoder(latent_channels, widths, image_shape, sizes), (latent_channels, *sizes[-1]))
+
+
+RESNET_SPATIAL = register(Architecture(
+    name="resnet-spatial", position=3, build=build,
+    summary="the published project's ResNet/attention model around a latent map of c channels",
+    widths_field="channels", default_widths=(32, 64, 128), widths_count=3,
+    widths_meaning="three widths: its stem and two down blocks",
+    spatial=True, likelihoods=("gaussian", "gaussian-learned"),
+    likelihood_reason="outputs images on the [-1, 1] scale without a squashing function",
+    linear_output=True,
+    # bf16 where the hardware does it fast, within the tolerance (docs/original.md, "Precision"); GroupNorm and
+    # attention want the default memory layout, so no channels-last (docs/performance.md).
+    fast_in_bf16=True,
+))
