@@ -16,9 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from vaelab.callbacks import Callback
 from vaelab.config import ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.datasets import load_dataset
+from vaelab.run_store import fit
 from vaelab.training import Trainer
 from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
@@ -37,16 +39,17 @@ def measure(data: Dataset, latent_dim: int, epochs: int, run_dir: Path, projecti
     recorder = ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels)
     hook_wall, hook_cpu = [], []
 
-    def timed_recorder(point) -> None:
-        clock = Clock()
-        recorder(point)
-        wall, cpu = clock.read()
-        hook_wall.append(wall)
-        hook_cpu.append(cpu)
+    class TimedRecorder(Callback):
+        def on_eval_point(self, point) -> None:
+            clock = Clock()
+            recorder.on_eval_point(point)
+            wall, cpu = clock.read()
+            hook_wall.append(wall)
+            hook_cpu.append(cpu)
 
-    trainer.hooks.append(timed_recorder)
+    trainer.callbacks.append(TimedRecorder())
     clock = Clock()
-    history = trainer.run()
+    history = fit(trainer)
     train_wall, train_cpu = clock.read()
     clock = Clock()
     written = render_run_artifacts(run_dir, projection)

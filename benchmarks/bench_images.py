@@ -28,6 +28,7 @@ from vaelab import quality
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import Dataset, ImageSplit
 from vaelab.datasets import load_dataset
+from vaelab.run_store import fit
 from vaelab.training import Trainer
 
 SECTIONS = ("load", "train", "ssim")
@@ -87,7 +88,7 @@ def bench_training(count: int) -> list[str]:
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = Trainer(config, dataset, run_dir, progress=False)
             start = time.perf_counter()
-            history = trainer.run()
+            history = fit(trainer)
             total = time.perf_counter() - start
         steps_s = float(history[-1]["train_s"])
         lines.append(f"| {arch} | {_parameters(config):,} | {total:.1f} | {steps_s:.1f} | {count / steps_s:,.0f} |")

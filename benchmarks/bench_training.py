@@ -47,6 +47,7 @@ from vaelab.datasets import load_dataset
 from vaelab.losses import negative_elbo
 from vaelab.models import VAE
 from vaelab.prepare import as_float_images
+from vaelab.run_store import fit
 from vaelab.training import Trainer, select_device
 
 SECTIONS = ("mlp", "preset", "study", "race")
@@ -127,7 +128,7 @@ def time_vaelab(config: RunConfig, dataset, workdir: Path) -> tuple[float, str]:
     """(images per second of vaelab's training steps over one epoch of ``dataset``, the precision used).
     One evaluation at the epoch's end only, and it is not counted (the trainer's own train_s)."""
     trainer = Trainer(config, dataset, Path(tempfile.mkdtemp(dir=workdir)), progress=False)
-    history = trainer.run()
+    history = fit(trainer)
     return len(dataset.train) / history[-1]["train_s"], trainer.precision
 
 

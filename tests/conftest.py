@@ -90,6 +90,7 @@ def serve_study(mnist, mnist_dir, tmp_path_factory) -> Path:
 
     from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from vaelab.data import Dataset, ImageSplit
+    from vaelab.run_store import fit
     from vaelab.training import Trainer
 
     root = tmp_path_factory.mktemp("serve_study")
@@ -100,7 +101,7 @@ def serve_study(mnist, mnist_dir, tmp_path_factory) -> Path:
         config = RunConfig(data=DataConfig(data_dir=str(mnist_dir), train_eval_size=128),
                            model=ModelConfig(latent_dim=latent_dim, hidden=(64,)),
                            train=TrainConfig(epochs=1, batch_size=64, lr=3e-3, device="cpu", evals_in_first_epoch=1))
-        Trainer(config, data, root / f"latent_{latent_dim}", progress=False).run()
+        fit(Trainer(config, data, root / f"latent_{latent_dim}", progress=False))
     (root / "study.json").write_text(json.dumps({"latent_dims": [2, 10]}))
     return root
 

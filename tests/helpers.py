@@ -5,10 +5,12 @@ conftest.py."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from vaelab.callbacks import Callback, EvalPoint
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 
@@ -70,3 +72,13 @@ def write_image_folder(root: Path, counts: dict[str, int], size: int, mode: str,
             image = Image.fromarray(pixels)
             write_image(folder / f"{i:05d}.png", image.convert(mode) if mode != "L" else image)
     return root
+
+
+class OnPoint(Callback):
+    """A callback that calls ``action(point)`` at each evaluation point."""
+
+    def __init__(self, action: Callable[[EvalPoint], None]):
+        self.action = action
+
+    def on_eval_point(self, point: EvalPoint) -> None:
+        self.action(point)

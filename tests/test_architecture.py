@@ -12,8 +12,8 @@ LAYERS = {
     0: ["errors", "atomic", "metrics", "quality", "losses", "architectures", "precision"],
     1: ["config", "presets", "rundir", "locks", "environment"],
     2: ["grid", "data", "images", "datasets", "perceptual", "models", "checkpoint", "prepare", "classifier"],
-    3: ["evaluation", "distributed"],
-    4: ["training", "callbacks", "parallel"],
+    3: ["evaluation", "distributed", "callbacks"],
+    4: ["training", "run_store", "parallel"],
     5: ["latent_geometry", "measures", "visualisation", "trackers"],
     6: ["report"],
     7: ["pipeline", "explorer", "guard", "export"],
@@ -87,3 +87,38 @@ def test_no_modules_import_each_other_in_a_cycle():
 
     cycles = [" -> ".join(c) for m in sorted(graph) if (c := cycle_from(m, m, (m,)))]
     assert cycles == []
+
+
+def test_no_class_is_longer_than_250_lines():
+    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 250]
+    assert long == []
+
+
+def calls_to(name: str) -> set[str]:
+    """The modules (file paths in the package) that call a function called ``name``."""
+    return {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name}
+
+
+def test_a_run_directory_has_one_writer():
+    """metrics.json and checkpoint.pt are written by the run store alone, and the trainer neither locks nor writes
+    (it emits moments to callbacks, the run store among them)."""
+    assert calls_to("write_metrics") == {"run_store.py"}
+    assert calls_to("save_checkpoint") == {"run_store.py"}
+    assert calls_to("RunLock") == {"run_store.py"}
+    assert {"locks", "checkpoint", "run_store"}.isdisjoint(imported_modules(PACKAGE / "training.py"))
+
+
+def test_the_trainer_knows_no_architecture_and_no_perceptual_arithmetic():
+    source = (PACKAGE / "training.py").read_text()
+    assert not any(f'"{name}"' in source for name in vaelab.architectures.names())
+    assert not any(word in source for word in ("least_squares", "LPIPS_WEIGHT", "ADVERSARIAL", "discriminator("))
+
+
+def test_each_architecture_module_registers_one_architecture():
+    modules = sorted(p.stem for p in (PACKAGE / "architectures").glob("*.py")
+                     if not p.stem.startswith("_") and p.stem != "registry")
+    assert sorted(name.replace("-", "_") for name in vaelab.architectures.names()) == modules

@@ -30,6 +30,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_split, split_sums
 from vaelab.models import VAE
 from vaelab.prepare import as_float_images
+from vaelab.run_store import fit
 from vaelab.training import Trainer, epoch_permutation, train_eval_subset
 
 N_TRAIN, N_TEST = 509, 255  # odd sizes: the last global batch and the test set split unevenly over 2 ranks
@@ -233,7 +234,7 @@ def test_a_distributed_checkpoint_resumes_in_one_process(ddp_run, small_idx, tmp
     config.train.epochs = 2
     before = load_checkpoint(run_dir / "checkpoint.pt")
     assert len(before["rank_noise"]) == 2 and torch.equal(before["rank_noise"][0], before["noise"])
-    history = Trainer(config, load_dataset("idx", small_idx), run_dir, progress=False).run(resume=True)
+    history = fit(Trainer(config, load_dataset("idx", small_idx), run_dir, progress=False), resume=True)
     assert history[:6] == before["history"] and [r["epoch"] for r in history[6:]] == [2.0]
     assert history[-1]["test"]["loss"] < history[5]["test"]["loss"]
 

@@ -23,7 +23,6 @@ from vaelab.measures import (
 )
 from vaelab.models import VAE
 from vaelab.prepare import as_float_images, posterior_means
-from vaelab.training import EvalPoint
 
 DEPENDENT_PIXELS = 8
 
@@ -170,10 +169,10 @@ def test_class_entropy_is_log_ten_for_balanced_predictions_and_zero_for_one_clas
 
 def test_iwae_hook_adds_the_figure_at_whole_epochs_only(trained_small_model):
     x = torch.rand(20, 1, 28, 28)
-    hook = iwae_each_epoch(x, k=4)
+    score = iwae_each_epoch(x, k=4)
     records = [{"epoch": 0.2}, {"epoch": 1.0}]
-    for i, record in enumerate(records):
-        hook(EvalPoint(i, record, trained_small_model, torch.zeros(20, 4), torch.zeros(20), None))
+    for record in records:
+        record.update(score(trained_small_model, record))
     assert "test_iwae_log_likelihood" not in records[0]
     expected = iwae_log_likelihood(trained_small_model, x, 4).mean().item()
     assert records[1]["test_iwae_log_likelihood"] == pytest.approx(expected)

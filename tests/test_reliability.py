@@ -31,13 +31,14 @@ from click.testing import CliRunner
 import vaelab.atomic
 import vaelab.training
 from fault_driver import moment_patch, send
-from helpers import write_idx, write_idx_dataset
+from helpers import OnPoint, write_idx, write_idx_dataset
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.data import TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS, read_idx
 from vaelab.datasets import load_dataset
 from vaelab.prepare import as_float_images
+from vaelab.run_store import fit
 from vaelab.training import EvalPoint, Trainer
 
 pytestmark = pytest.mark.slow  # real CLI runs in subprocesses, killed and resumed
@@ -228,8 +229,8 @@ def train_with_frames(run_dir: str, data_dir: str, resume: bool = False, kill_at
     config = RunConfig(DataConfig(dataset="idx", data_dir=data_dir, train_eval_size=500),
                        ModelConfig(latent_dim=2, hidden=(64,)), TrainConfig(epochs=3, batch_size=128, device="cpu"))
     calls: list[int] = []
-    hooks = [frames_hook(calls, kill_at)]
-    Trainer(config, load_dataset("idx", data_dir), run_dir, hooks=hooks, progress=False).run(resume=resume)
+    callbacks = [OnPoint(frames_hook(calls, kill_at))]
+    fit(Trainer(config, load_dataset("idx", data_dir), run_dir, callbacks=callbacks, progress=False), resume=resume)
     return calls
 
 

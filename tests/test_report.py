@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import small_config
+from helpers import OnPoint, small_config
 from vaelab.cli import cli
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
 from vaelab.evaluation import METRICS
 from vaelab.report import ReportedRun, Study, build_report, plain_reading, redraw_stale_figures, runs_with_stale_figures
+from vaelab.run_store import fit
 from vaelab.training import Trainer
 from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
@@ -45,14 +46,14 @@ def study(mnist, tmp_path_factory) -> Path:
     def trainer(z: int, *hooks) -> Trainer:
         run_dir = root / f"latent_{z}"
         made = Trainer(small_config(z, EPOCHS, lr=3e-3), data, run_dir, progress=False)
-        made.hooks += [*hooks, ArtifactRecorder(run_dir, made.test_x, made.test_labels, per_class=20)]
+        made.callbacks += [*map(OnPoint, hooks), ArtifactRecorder(run_dir, made.test_x, made.test_labels, per_class=20)]
         return made
 
     for z in FINISHED:  # as 'vaelab study' does: frames while training, figures at the end
-        trainer(z).run()
+        fit(trainer(z))
         render_run_artifacts(root / f"latent_{z}", "pca")
     with pytest.raises(Crash):  # killed: frames and metrics so far, no checkpoint, no figures
-        trainer(INTERRUPTED, crash_at(CRASH_AT_POINT)).run()
+        fit(trainer(INTERRUPTED, crash_at(CRASH_AT_POINT)))
     (root / "study.json").write_text(json.dumps({"latent_dims": [*FINISHED, INTERRUPTED]}))
     build_report(root)
     return root

@@ -8,6 +8,7 @@ from vaelab import precision
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import CheckpointError, OutputDirError
+from vaelab.run_store import fit
 from vaelab.training import (
     RESUMED_STATE,
     Trainer,
@@ -30,7 +31,7 @@ def test_first_epoch_points_are_evenly_spaced_strictly_inside():
 
 @pytest.mark.slow
 def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mnist, tmp_path):
-    history = Trainer(small_config(epochs=3), mnist.head(2048, 1000), tmp_path / "run", progress=False).run()
+    history = fit(Trainer(small_config(epochs=3), mnist.head(2048, 1000), tmp_path / "run", progress=False))
     assert len(history) == 5 + 3
     epochs = [r["epoch"] for r in history]
     assert epochs == sorted(epochs) and epochs[5:] == [1.0, 2.0, 3.0] and 0 < epochs[0] < 1
@@ -50,9 +51,9 @@ def test_short_run_on_real_mnist_lowers_the_test_loss_and_records_every_point(mn
 @pytest.mark.slow
 def test_resume_continues_exactly(mnist, tmp_path):
     data = mnist.head(1024, 256)
-    straight = Trainer(small_config(epochs=3), data, tmp_path / "a", progress=False).run()
-    Trainer(small_config(epochs=1), data, tmp_path / "b", progress=False).run()
-    resumed = Trainer(small_config(epochs=3), data, tmp_path / "b", progress=False).run(resume=True)
+    straight = fit(Trainer(small_config(epochs=3), data, tmp_path / "a", progress=False))
+    fit(Trainer(small_config(epochs=1), data, tmp_path / "b", progress=False))
+    resumed = fit(Trainer(small_config(epochs=3), data, tmp_path / "b", progress=False), resume=True)
     assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
 
 
@@ -68,9 +69,9 @@ def resnet_config(epochs, precision):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resnet_spatial_resumes_exactly_in_either_precision(mnist, tmp_path, precision):
     data = mnist.head(256, 64)
-    straight = Trainer(resnet_config(2, precision), data, tmp_path / "a", progress=False).run()
-    Trainer(resnet_config(1, precision), data, tmp_path / "b", progress=False).run()
-    resumed = Trainer(resnet_config(2, precision), data, tmp_path / "b", progress=False).run(resume=True)
+    straight = fit(Trainer(resnet_config(2, precision), data, tmp_path / "a", progress=False))
+    fit(Trainer(resnet_config(1, precision), data, tmp_path / "b", progress=False))
+    resumed = fit(Trainer(resnet_config(2, precision), data, tmp_path / "b", progress=False), resume=True)
     assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["environment"]["precision"] == precision
 
@@ -88,14 +89,14 @@ def assert_same_run(dir_a, history_a, dir_b, history_b):
 
 def test_refuses_to_overwrite_a_run_without_resume(mnist, tmp_path):
     data = mnist.head(256, 128)
-    Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+    fit(Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False))
     with pytest.raises(OutputDirError, match="--resume"):
-        Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+        fit(Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False))
 
 
 def test_load_model_round_trips_and_rejects_foreign_files(mnist, tmp_path):
     data = mnist.head(256, 128)
-    Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+    fit(Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False))
     model, config = load_model(tmp_path / "run")
     assert config.model.latent_dim == 2 and model.sample(2).shape == (2, 1, 28, 28)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -117,19 +118,19 @@ def test_beta_trades_kl_for_reconstruction(mnist, tmp_path):
     final = {}
     for beta in (0.2, 5.0):
         config = small_config(epochs=1, beta=beta)
-        final[beta] = Trainer(config, data, tmp_path / f"beta_{beta}", progress=False).run()[-1]["test"]
+        final[beta] = fit(Trainer(config, data, tmp_path / f"beta_{beta}", progress=False))[-1]["test"]
     assert final[5.0]["kl"] < 0.7 * final[0.2]["kl"] and final[5.0]["nll"] > final[0.2]["nll"]
 
 
 def test_resume_from_a_checkpoint_missing_resume_state_is_a_clear_error(mnist, tmp_path):
     data = mnist.head(256, 128)
-    Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False).run()
+    fit(Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False))
     path = tmp_path / "run" / "checkpoint.pt"
     saved = torch.load(path, weights_only=True)
     del saved["eval_s"]
     torch.save(saved, path)
     with pytest.raises(CheckpointError, match="lacks \\['eval_s'\\]"):
-        Trainer(small_config(epochs=2), data, tmp_path / "run", progress=False).run(resume=True)
+        fit(Trainer(small_config(epochs=2), data, tmp_path / "run", progress=False), resume=True)
 
 
 def test_learning_rate_schedules_follow_their_shapes():
@@ -169,7 +170,7 @@ def test_configs_written_before_precision_existed_resume_in_fp32(tmp_path):
 
 
 def test_adversarial_training_steps_the_discriminator_and_resumes_exactly(mnist, tmp_path, monkeypatch):
-    monkeypatch.setattr("vaelab.training.ADVERSARIAL_START", 2)  # the published 1000 is beyond this tiny run
+    monkeypatch.setattr("vaelab.perceptual.ADVERSARIAL_START", 2)  # the published 1000 is beyond this tiny run
     data = mnist.head(256, 64)
 
     def config(epochs):
@@ -177,9 +178,9 @@ def test_adversarial_training_steps_the_discriminator_and_resumes_exactly(mnist,
         cfg.train.adversarial = True
         return cfg
 
-    straight = Trainer(config(2), data, tmp_path / "a", progress=False).run()
-    Trainer(config(1), data, tmp_path / "b", progress=False).run()
-    resumed = Trainer(config(2), data, tmp_path / "b", progress=False).run(resume=True)
+    straight = fit(Trainer(config(2), data, tmp_path / "a", progress=False))
+    fit(Trainer(config(1), data, tmp_path / "b", progress=False))
+    resumed = fit(Trainer(config(2), data, tmp_path / "b", progress=False), resume=True)
     assert_same_run(tmp_path / "a", straight, tmp_path / "b", resumed)
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     for name, weight in a["discriminator"].items():
@@ -198,8 +199,8 @@ def test_lpips_term_enters_the_training_loss(mnist, tmp_path):
     state = plain._fresh_state()
     x = plain.train_x[:8]
     logits, _, _ = state.model(x)
-    assert plain._perceptual_terms(state, logits, x)[0] == 0.0
-    extra, fake = with_lpips._perceptual_terms(state, logits, x)
+    assert plain.perceptual.generator_loss(state.model, logits, x, state.step)[0] == 0.0
+    extra, fake = with_lpips.perceptual.generator_loss(state.model, logits, x, state.step)
     assert extra.item() > 0 and fake.shape == x.shape
     extra.backward()
     assert any(p.grad is not None for p in state.model.parameters())
@@ -208,7 +209,7 @@ def test_lpips_term_enters_the_training_loss(mnist, tmp_path):
 def test_the_train_state_round_trips_through_the_checkpoint(mnist, tmp_path):
     config = small_config(epochs=1)
     trainer = Trainer(config, mnist.head(256, 128), tmp_path / "run", progress=False)
-    trainer.run()
+    fit(trainer)
     saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     model = build_model(config)
     restored = TrainState(model, torch.optim.Adam(model.parameters()), torch.Generator())

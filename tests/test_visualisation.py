@@ -13,6 +13,7 @@ from vaelab.cli import cli
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import ArtifactError
 from vaelab.models import VAE
+from vaelab.run_store import fit
 from vaelab.training import EvalPoint, Trainer
 from vaelab.visualisation import (
     ArtifactRecorder,
@@ -33,8 +34,8 @@ GIF_LIMIT_BYTES = 5 * 2**20
 
 def train_with_recorder(data, run_dir, latent_dim=2, epochs=1, resume=False, per_class=200):
     trainer = Trainer(small_config(latent_dim, epochs), data, run_dir, progress=False)
-    trainer.hooks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels, per_class=per_class))
-    return trainer.run(resume=resume)
+    trainer.callbacks.append(ArtifactRecorder(run_dir, trainer.test_x, trainer.test_labels, per_class=per_class))
+    return fit(trainer, resume=resume)
 
 
 # -- the hook ---------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def test_a_point_saved_again_under_the_same_index_replaces_the_frame(tmp_path):
     recorder = ArtifactRecorder(tmp_path, images, labels, per_class=3)
     for step in (7, 9):
         record = {"epoch": step / 10, "step": step}
-        recorder(EvalPoint(3, record, model, torch.randn(40, 3), labels, tmp_path))
+        recorder.on_eval_point(EvalPoint(3, record, model, torch.randn(40, 3), labels, tmp_path))
     assert [p.name for p in (tmp_path / "frames").iterdir()] == ["point_0003.npz"]
     (frame,) = load_frames(tmp_path)  # no metrics.json: every frame counts
     assert frame.index == 3 and frame.step == 9 and frame.mu.shape == (30, 3)
@@ -268,8 +269,8 @@ def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path
                        model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),
                        train=TrainConfig(epochs=1, batch_size=64, device="cpu", evals_in_first_epoch=1))
     trainer = Trainer(config, mnist.head(128, 100), tmp_path, progress=False)
-    trainer.hooks.append(ArtifactRecorder(tmp_path, trainer.test_x, trainer.test_labels, per_class=5))
-    trainer.run()
+    trainer.callbacks.append(ArtifactRecorder(tmp_path, trainer.test_x, trainer.test_labels, per_class=5))
+    fit(trainer)
     assert load_frames(tmp_path)[-1].mu.shape[1] == 2 * 7 * 7  # the latent map, flattened
     written = render_run_artifacts(tmp_path, "pca")
     assert {"samples.png", "interpolations.png", "latent_space.gif"} <= set(written)

@@ -35,7 +35,7 @@ from .latent_geometry import aggregate_posterior_kl, fitted_prior_samples, inter
 from .losses import reconstruction_nll
 from .models import VAE
 from .prepare import as_float_images, evaluation_images, posterior_means
-from .training import EvalPoint, Hook
+from .training import Scorer
 
 DEFAULT_IWAE_K = 32  # ~4 s of one CPU core for 10,000 test images with the default mlp (README)
 IWAE_SEED = 4321
@@ -89,15 +89,15 @@ def iwae_log_likelihood(model: VAE, images: torch.Tensor, k: int = DEFAULT_IWAE_
     return torch.cat(out)
 
 
-def iwae_each_epoch(test_images: torch.Tensor, k: int = DEFAULT_IWAE_K) -> Hook:
-    """A trainer hook adding ``test_iwae_log_likelihood`` (mean nats) to each whole-epoch record."""
+def iwae_each_epoch(test_images: torch.Tensor, k: int = DEFAULT_IWAE_K) -> Scorer:
+    """An evaluation-point scorer adding ``test_iwae_log_likelihood`` (mean nats) to each whole-epoch record."""
 
-    def hook(point: EvalPoint) -> None:
-        if float(point.record["epoch"]).is_integer():
-            value = iwae_log_likelihood(point.model, test_images, k).mean().item()
-            point.record["test_iwae_log_likelihood"] = value
+    def score(model: VAE, record: dict[str, Any]) -> dict[str, Any]:
+        if float(record["epoch"]).is_integer():
+            return {"test_iwae_log_likelihood": iwae_log_likelihood(model, test_images, k).mean().item()}
+        return {}
 
-    return hook
+    return score
 
 
 # -- latent space --------------------------------------------------------------------------------

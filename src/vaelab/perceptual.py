@@ -8,12 +8,17 @@ tensors and LPIPS's ``lin0`` .. ``lin4`` tensors (its ``vgg.pth``), merged into 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from . import precision
 from .errors import VaelabError
+from .quality import to_signed_scale
 
 ADVERSARIAL_START = 1000  # the step from which the generator gets the adversarial term (the published value)
 ADVERSARIAL_WEIGHT = 0.5
@@ -138,3 +143,79 @@ def load_lpips(path: str | Path, device: torch.device) -> LPIPS:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.to(device).eval()
+
+
+class PerceptualTerms:
+    """The published project's extra terms as one objective beside the ELBO: what LPIPS and the adversarial
+    term add to the generator's loss at a step, and the discriminator's own update after the step. With neither
+    option on it adds nothing (``active`` is False).
+
+    LPIPS and the adversarial term are weighted against the published loss, the per-pixel mean squared error on
+    the [-1, 1] scale, (4 / P) sum (x - x')^2 on [0, 1]; vaelab's Gaussian NLL weighs the sum by 1 / (2 sigma^2),
+    so the published weights are multiplied by P / (8 sigma^2) (``scale``) to keep the balance.
+    """
+
+    STATE = ("discriminator", "disc_optimizer")  # the checkpoint's keys when the discriminator is on
+
+    def __init__(self, config: Any, device: torch.device, arithmetic: str,
+                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], data_parallel: bool = False):
+        model, train = config.model, config.train
+        if train.adversarial and data_parallel:
+            raise VaelabError("--adversarial does not run data-parallel (the discriminator is not synchronised "
+                              "across processes); train it in one process.")
+        self.device, self.precision = device, arithmetic  # "fp32" or "bf16", as precision.resolve chose
+        self.scale = math.prod(model.image_shape) / (8 * model.gaussian_std**2)
+        self.lpips = load_lpips(train.lpips_weights, device) if train.lpips_weights else None
+        self.discriminator: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        if train.adversarial:
+            with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+                torch.manual_seed(train.seed + 1)
+                self.discriminator = PatchDiscriminator(model.image_shape[0]).to(device)
+            self.optimizer = make_optimizer(self.discriminator)
+        self._fake: torch.Tensor | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.lpips is not None or self.discriminator is not None
+
+    def generator_loss(self, model: Any, logits: torch.Tensor, x: torch.Tensor,
+                       step: int) -> tuple[torch.Tensor | float, torch.Tensor | None]:
+        """The terms added to step ``step``'s loss (0 when neither is on), and the decoded batch on the [-1, 1]
+        scale that the discriminator then sees."""
+        self._fake = None
+        if not self.active:
+            return 0.0, None
+        fake = to_signed_scale(model.decoder_mean(logits.float()))
+        real = to_signed_scale(x)
+        total = torch.zeros((), device=self.device)
+        with precision.autocast(self.precision, self.device):
+            if self.lpips is not None:
+                total = total + LPIPS_WEIGHT * self.lpips(fake, real).float().mean()
+            if self.discriminator is not None and step + 1 >= ADVERSARIAL_START:
+                total = total + ADVERSARIAL_WEIGHT * least_squares(self.discriminator(fake).float(), 1.0)
+        self._fake = fake
+        return self.scale * total, fake
+
+    def after_step(self, x: torch.Tensor, step: int) -> None:
+        """One least-squares update of the discriminator, from the step after ADVERSARIAL_START on (``step`` is the
+        one just taken, counted from 0). As in the published code its gradients are not cleared after the
+        generator's backward pass, so the generator's adversarial gradient enters this update too."""
+        if self.discriminator is None or step + 1 <= ADVERSARIAL_START:
+            return
+        with precision.autocast(self.precision, self.device):
+            fake_loss = least_squares(self.discriminator(self._fake.detach()).float(), 0.0)
+            real_loss = least_squares(self.discriminator(to_signed_scale(x)).float(), 1.0)
+        (self.scale * ADVERSARIAL_WEIGHT * (fake_loss + real_loss) / 2).backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.discriminator is None:
+            return {}
+        return {"discriminator": self.discriminator.state_dict(), "disc_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(saved["discriminator"])
+            self.optimizer.load_state_dict(saved["disc_optimizer"])

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import distributed, grid, parallel, rundir
-from .callbacks import Callback, eval_point_hook, start_of
+from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import Dataset
@@ -35,6 +35,7 @@ from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_ea
 from .metrics import summary_text
 from .models import VAE
 from .report import Report, build_report
+from .run_store import RunStore
 from .training import Trainer
 
 DEFAULT_STUDY_DIR = Path("runs/study")
@@ -108,65 +109,61 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
                                image_size=config.data.image_size, progress=options.progress)
     # The models build from the data's shape, and the run's config records it so load_model can too.
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
+    store = RunStore(run_dir)
     trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
                       ddp=ddp)
-    add_hooks(trainer, options, dataset)
-    tracking = tracker(trainer, options)
-    callbacks = list(callbacks) if trainer.is_main else []
-    if callbacks:  # after vaelab's own hooks, so that they see the whole record
-        trainer.hooks.append(eval_point_hook(callbacks))
+    trainer.scorers = point_scorers(trainer, options)
+    own, tracking = own_callbacks(trainer, options, dataset) if trainer.is_main else ([], None)
+    user = CallbackList(callbacks if trainer.is_main else [])
+    # The run's files are written last at each moment, once the frames and trackers have what they keep.
+    trainer.callbacks = [*own, *user.callbacks, store] if trainer.is_main else []
     try:
-        for callback in callbacks:
-            callback.on_fit_start(start_of(run_dir, config, options.resume))
-        history = trainer.run(resume=options.resume)
-        result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
-        if trainer.is_main and options.measures:
-            result.final = measure(trainer, dataset, options, notify)
+        with store.held(config, options.resume, ddp) as saved:
+            history = trainer.run(saved)
+            result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
+            if trainer.is_main and options.measures:
+                result.final = measure(trainer, store, dataset, options, notify)
         if trainer.is_main and options.artifacts:
             result.figures = draw(trainer, options, notify)
     except BaseException as error:
         if tracking is not None:
             tracking.abandon()
-        for callback in callbacks:
-            callback.on_exception(error)
+        user.on_exception(error)
         raise
     if tracking is not None:
         tracking.finish(result.final or None, [run_dir / rundir.METRICS_JSON, run_dir / rundir.CONFIG,
                                                *result.figures.values()])
-    for callback in callbacks:
-        callback.on_fit_end(result)
+    user.on_fit_end(result)
     return result
 
 
-def add_hooks(trainer: Trainer, options: RunOptions, dataset: Dataset) -> None:
-    """What the trainer records at each evaluation point (on rank 0 only)."""
+def point_scorers(trainer: Trainer, options: RunOptions) -> list[Any]:
+    """What each evaluation point scores beyond the split metrics: the test IWAE each epoch, when asked for."""
     if options.iwae_every_epoch and trainer.config.model.objective == "vae":
-        trainer.hooks.append(iwae_each_epoch(trainer.test_x, options.iwae_k))
+        return [iwae_each_epoch(trainer.test_x, options.iwae_k)]
+    return []
+
+
+def own_callbacks(trainer: Trainer, options: RunOptions, dataset: Dataset) -> tuple[list[Callback], Any]:
+    """vaelab's own callbacks on rank 0: the frames the figures are drawn from and the experiment trackers'
+    (also returned alone, or None when no tracker is asked for)."""
+    from .trackers import tracker_hook
+
+    own: list[Callback] = []
     if options.artifacts:
         from .visualisation import ArtifactRecorder
 
-        trainer.hooks.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels,
-                                              class_names=dataset.class_names))
-
-
-def tracker(trainer: Trainer, options: RunOptions) -> Any:
-    """The experiment trackers' hook (TensorBoard, MLflow), added last so it sees what the hooks before it
-    added to the record; None on ranks other than 0, or when no tracker is asked for."""
-    from .trackers import tracker_hook
-
-    if not trainer.is_main:
-        return None
+        own.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels,
+                                    class_names=dataset.class_names))
     hook = tracker_hook(trainer.run_dir, trainer.config, trainer.test_x, trainer.test_labels, options.tensorboard,
                         options.mlflow_uri)
-    if hook is not None:
-        trainer.hooks.append(hook)
-    return hook
+    return ([*own, hook] if hook is not None else own), hook
 
 
-def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Notify) -> dict[str, Any]:
+def measure(trainer: Trainer, store: RunStore, dataset: Dataset, options: RunOptions,
+            notify: Notify) -> dict[str, Any]:
     """The end-of-training measures of the trained model, added to metrics.json under "final"."""
     from .classifier import load_or_train_classifier
-    from .rundir import write_metrics
 
     state = trainer.state
     classifier = None  # unlabelled data: no probe and no classifier scores (final_measures says why)
@@ -178,8 +175,7 @@ def measure(trainer: Trainer, dataset: Dataset, options: RunOptions, notify: Not
     measures, seconds = final_measures(state.model, trainer.config, dataset, classifier, options.iwae_k)
     geometry, geometry_seconds = geometry_measures(state.model, trainer.config, dataset, classifier)
     measures, seconds = {**measures, **geometry}, {**seconds, **geometry_seconds}
-    write_metrics(trainer.run_dir, trainer.config, state.history, trainer.eval_sizes, trainer.environment,
-                  final=measures)
+    store.record_final(measures)
     notify(measures_text(measures, seconds))
     return measures
 

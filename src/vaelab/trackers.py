@@ -1,6 +1,6 @@
-"""Experiment trackers (TensorBoard, MLflow), fed through one trainer hook.
+"""Experiment trackers (TensorBoard, MLflow), fed through one callback.
 
-``TrackerHook`` is a trainer hook like the frame recorder: at every evaluation point it hands each
+``TrackerHook`` is a callback like the frame recorder: at every evaluation point it hands each
 tracker every train/test metric under stable names (``train/loss``, ``test/ssim``, ...) and a grid of
 fixed test images over their reconstructions. ``finish`` then adds what exists only at the end: the
 final measures, the run's config as hyperparameters, the latent means of the fixed test subsample
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .callbacks import Callback
 from .config import RunConfig
 from .errors import VaelabError
 from .rundir import MLFLOW_DB, TENSORBOARD_DIR
@@ -76,8 +77,8 @@ def flat_params(config: RunConfig) -> dict[str, Any]:
     return flat
 
 
-class TrackerHook:
-    """Trainer hook feeding trackers; called on rank 0 only. Call ``finish`` once after training, or
+class TrackerHook(Callback):
+    """The callback feeding trackers; called on rank 0 only. Call ``finish`` once after training, or
     ``abandon`` if it failed.
 
     ``open_trackers`` is called at the first evaluation point, so that a run refused before training (a
@@ -98,7 +99,7 @@ class TrackerHook:
         self.last: tuple[int, dict[str, float], torch.Tensor] | None = None
 
     @torch.no_grad()
-    def __call__(self, point: Any) -> None:
+    def on_eval_point(self, point: Any) -> None:
         if self.trackers is None:
             self.trackers = self.open_trackers()
         step = int(point.record["step"])

@@ -5,15 +5,14 @@ permutation, so a step does no per-item Python work. Each epoch's permutation is
 (seed, epoch) and the reparameterization noise comes from a generator whose state is checkpointed,
 so a resumed run takes exactly the steps an uninterrupted one would have taken.
 
-The trainer emits evaluation points to hooks (latent frames, plots, ...); it knows nothing of what
-they draw.
+The trainer emits the moments of a run to callbacks (the run's files, latent frames, trackers, your code);
+it knows nothing of what they write or draw.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -26,47 +25,24 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import architectures, distributed, precision
-from .checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from .callbacks import Callback, CallbackList, Checkpoint, EvalPoint, RunStart
 from .config import RunConfig, TrainConfig
 from .data import Dataset
 from .environment import describe_environment
-from .errors import CheckpointError, Interrupted, OutputDirError, TrainingDivergedError, VaelabError
-from .locks import RunLock
+from .errors import CheckpointError, Interrupted, TrainingDivergedError, VaelabError
 from .losses import negative_elbo
 from .metrics import summary_text
 from .models import VAE
-from .perceptual import (
-    ADVERSARIAL_START,
-    ADVERSARIAL_WEIGHT,
-    LPIPS_WEIGHT,
-    PatchDiscriminator,
-    least_squares,
-    load_lpips,
-)
+from .perceptual import PerceptualTerms
 from .prepare import as_float_images, evaluation_images
-from .quality import to_signed_scale
-from .rundir import CHECKPOINT, CONFIG, write_metrics
+from .rundir import CHECKPOINT
 
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
-MIN_FREE_BYTES = 64 * 2**20
 RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")  # TrainState's position
 SYNC_EVERY = 50  # steps between host syncs that check the losses (and agree on Ctrl-C under DDP)
-ADVERSARIAL_STATE = ("discriminator", "disc_optimizer")  # in the checkpoint when --adversarial is on
-
-
-@dataclass
-class EvalPoint:
-    """What the trainer hands to hooks at each evaluation point. Hooks must not change the model."""
-
-    index: int  # position in the history, stable across resumes
-    record: dict[str, Any]
-    model: VAE
-    test_mu: torch.Tensor  # posterior means of the whole test set, CPU
-    test_labels: torch.Tensor
-    run_dir: Path
-
-
-Hook = Callable[[EvalPoint], None]
+# Scores added to an evaluation point's record beyond the split metrics (the test IWAE each epoch, say):
+# (model, record so far) -> entries to add.
+Scorer = Callable[[VAE, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -82,21 +58,15 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation point
     elapsed_s: float = 0.0  # wall time of the sessions so far
     eval_s: float = 0.0  # of which spent in evaluation points
-    discriminator: torch.nn.Module | None = None  # --adversarial: the PatchGAN and its own Adam
-    disc_optimizer: torch.optim.Optimizer | None = None
 
     def to_checkpoint(self, config: RunConfig, rank_noise: dict[str, Any]) -> dict[str, Any]:
-        adversarial = {k: getattr(self, k).state_dict() for k in ADVERSARIAL_STATE if getattr(self, k) is not None}
         return {"config": config.to_dict(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                **adversarial, "noise": self.noise.get_state(), **{k: getattr(self, k) for k in RESUMED_STATE},
-                **rank_noise}
+                "noise": self.noise.get_state(), **{k: getattr(self, k) for k in RESUMED_STATE}, **rank_noise}
 
     def restore(self, saved: dict[str, Any], noise: torch.Tensor | None) -> None:
         """Load a checkpoint's weights, optimizer and position; ``noise`` is this rank's generator state, if any."""
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
-        for key in ADVERSARIAL_STATE if self.discriminator is not None else ():
-            getattr(self, key).load_state_dict(saved[key])
         if noise is not None:
             self.noise.set_state(noise.to("cpu") if self.noise.device.type == "cpu" else noise)
         for key in RESUMED_STATE:
@@ -160,6 +130,11 @@ def scheduled_lr(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.lr
 
 
+def set_lr(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
 def train_eval_subset(n_train: int, size: int) -> torch.Tensor:
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(TRAIN_SUBSET_SEED))[: min(size, n_train)]
 
@@ -170,21 +145,11 @@ def build_model(config: RunConfig) -> VAE:
         return VAE(config.model)
 
 
-def check_output_dir(run_dir: Path) -> None:
-    """Fail before training, not after an hour, if results could not be saved."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{id(run_dir)}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputDirError(f"cannot write to the output directory {run_dir} ({exc.strerror or exc}).") from None
-    free = shutil.disk_usage(run_dir).free
-    if free < MIN_FREE_BYTES:
-        raise OutputDirError(
-            f"the output directory {run_dir} has only {free / 2**20:.0f} MiB free; vaelab needs at least "
-            f"{MIN_FREE_BYTES // 2**20} MiB for checkpoints and artifacts."
-        )
+def wrap_for_ddp(model: VAE, ddp: distributed.DdpContext | None, device: torch.device) -> torch.nn.Module:
+    """Under DDP, the module that averages the gradients over ranks; checkpoints and callbacks keep the bare model."""
+    if not ddp:
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 class _SigintLatch:
@@ -212,21 +177,27 @@ class _SigintLatch:
 
 
 class Trainer:
+    """The loop: a typed state, the steps, the evaluation schedule, DDP and Ctrl-C. What happens at each
+    moment (files, frames, trackers, your code) is the callbacks'; where the run starts from is ``run``'s
+    argument, the checkpoint a ``RunStore`` found."""
+
     def __init__(
         self,
         config: RunConfig,
         dataset: Dataset,
         run_dir: str | Path,
-        hooks: Sequence[Hook] = (),
+        callbacks: Sequence[Callback] = (),
         progress: bool = True,
         detect_anomaly: bool = False,
         ddp: distributed.DdpContext | None = None,
+        scorers: Sequence[Scorer] = (),
     ):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.hooks = list(hooks)
+        self.callbacks = list(callbacks)
+        self.scorers = list(scorers)
         self.detect_anomaly = detect_anomaly
-        # Under torchrun (ddp given) rank 0 alone writes files, runs hooks and shows progress.
+        # Under torchrun (ddp given) rank 0 alone runs callbacks and shows progress.
         self.ddp = ddp
         self.rank, self.world_size = (ddp.rank, ddp.world_size) if ddp else (0, 1)
         self.is_main = self.rank == 0
@@ -243,18 +214,11 @@ class Trainer:
         self.test_x = evaluation_images(as_float_images(dataset.test.images, self.device), binarize, "test")
         self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
-        # Where and with what the latest session ran, for the study report.
-        # LPIPS and the adversarial term are weighted against the published loss, the per-pixel mean squared
-        # error on the [-1, 1] scale, (4 / P) sum (x - x')^2 on [0, 1]; vaelab's Gaussian NLL weighs the sum by
-        # 1 / (2 sigma^2), so the published weights are multiplied by P / (8 sigma^2) to keep the balance.
-        self.perceptual_scale = math.prod(config.model.image_shape) / (8 * config.model.gaussian_std**2)
-        self.lpips = load_lpips(config.train.lpips_weights, self.device) if config.train.lpips_weights else None
-        if config.train.adversarial and ddp:
-            raise VaelabError("--adversarial does not run data-parallel (the discriminator is not synchronised "
-                              "across processes); train it in one process.")
         self.precision = precision.resolve(config.train.precision, self.device, config.model.arch)
         # Each architecture says whether its bf16 step runs channels-last; fp32 runs keep the default layout.
         self.channels_last = self.precision == "bf16" and architectures.get(config.model.arch).channels_last
+        self.perceptual = PerceptualTerms(config, self.device, self.precision, self._optimizer, data_parallel=bool(ddp))
+        # Where and with what the latest session ran, for the study report.
         self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
                             "precision": self.precision}
         self.environment["images"] = dataset.describe()
@@ -268,13 +232,7 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         seed = distributed.noise_seed(self.config.train.seed, self.rank)
         noise = torch.Generator(device=self.device).manual_seed(seed)
-        state = TrainState(model, self._optimizer(model), noise)
-        if self.config.train.adversarial:
-            with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
-                torch.manual_seed(self.config.train.seed + 1)
-                discriminator = PatchDiscriminator(self.config.model.image_shape[0]).to(self.device)
-            state.discriminator, state.disc_optimizer = discriminator, self._optimizer(discriminator)
-        return state
+        return TrainState(model, self._optimizer(model), noise)
 
     def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         # The fused kernel does the whole update in one pass: measured ~2x faster per step on CPU.
@@ -282,20 +240,11 @@ class Trainer:
         cfg = self.config.train
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, fused=fused)
 
-    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
-        saved = load_checkpoint(path)
-        saved_config = RunConfig.from_dict(saved["config"], source=str(path))
-        if saved_config.model != self.config.model or saved_config.data != self.config.data:
-            raise CheckpointError(f"{path}: was made with a different model or data config than this run's.")
-        missing = set(RESUMED_STATE) - set(saved)
-        if missing:
-            raise CheckpointError(f"{path}: cannot resume from this checkpoint: it lacks {sorted(missing)}.")
-        return saved
-
     def _restore(self, saved: dict[str, Any]) -> TrainState:
         state = self._fresh_state()
         try:
             state.restore(saved, distributed.saved_noise_state(saved, self.ddp))
+            self.perceptual.load_state_dict(saved)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.run_dir / CHECKPOINT}: does not fit this run ({exc}).") from None
         return state
@@ -306,10 +255,8 @@ class Trainer:
             raise self._diverged(f"the weights became non-finite by step {state.step}", state.step)
         rank_noise = distributed.noise_states(state.noise, self.ddp)  # a collective: every rank gets here
         if self.is_main:
-            save_checkpoint(self.run_dir / CHECKPOINT, state.to_checkpoint(self.config, rank_noise))
-
-    def _write_metrics(self, state: TrainState) -> None:
-        write_metrics(self.run_dir, self.config, state.history, self.eval_sizes, self.environment)
+            saved = {**state.to_checkpoint(self.config, rank_noise), **self.perceptual.state_dict()}
+            CallbackList(self.callbacks).on_checkpoint(Checkpoint(state.step, saved, tuple(state.history)))
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -329,45 +276,33 @@ class Trainer:
             "train": train_eval.metrics,
             "test": test_eval.metrics,
         }
+        if self.is_main:
+            for score in self.scorers:
+                record.update(score(state.model, record))
         state.history.append(record)
         if self.is_main:
             point = EvalPoint(len(state.history) - 1, record, state.model, test_eval.mu, self.test_labels,
                               self.run_dir)
-            for hook in self.hooks:
-                hook(point)
-            self._write_metrics(state)
+            CallbackList(self.callbacks).on_eval_point(point)
         state.eval_s += time.perf_counter() - started
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def run(self, resume: bool = False) -> list[dict[str, Any]]:
-        """Train to ``config.train.epochs``; returns the metric history (the model is ``self.state.model``)."""
-        with contextlib.ExitStack() as claim:
-            # Under DDP rank 0 alone checks, locks and writes the run directory; the checkpoint it resumes from,
-            # or the error it meets, reaches every rank.
-            saved = distributed.from_main(self.ddp, lambda: self._claim_run_dir(claim, resume))
-            self.state = state = self._restore(saved) if saved is not None else self._fresh_state()
-            if self.is_main:
-                self.config.save(self.run_dir / CONFIG)
-            anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
-            with _SigintLatch() as sigint, anomaly:
-                self._train(state, sigint)
+    def run(self, saved: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Train to ``config.train.epochs`` from ``saved`` (a checkpoint) or afresh; returns the metric history
+        (the model is ``self.state.model``)."""
+        self.state = state = self._restore(saved) if saved is not None else self._fresh_state()
+        if self.is_main:
+            start = RunStart(self.run_dir, self.config, saved is not None, tuple(state.history), self.eval_sizes,
+                             self.environment)
+            CallbackList(self.callbacks).on_fit_start(start)
+        anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
+        with _SigintLatch() as sigint, anomaly:
+            self._train(state, sigint)
         return state.history
 
-    def _claim_run_dir(self, claim: contextlib.ExitStack, resume: bool) -> dict[str, Any] | None:
-        """Checks and locks the run directory; returns the checkpoint to resume from, if any."""
-        check_output_dir(self.run_dir)
-        claim.enter_context(RunLock(self.run_dir))
-        remove_stale_temp_files(self.run_dir)  # left by a writer that was killed; we hold the lock
-        checkpoint = self.run_dir / CHECKPOINT
-        if checkpoint.exists() and not resume:
-            raise OutputDirError(
-                f"{self.run_dir} already holds a run. Pass --resume to continue it, or choose another directory."
-            )
-        return self._read_checkpoint(checkpoint) if resume and checkpoint.exists() else None
-
     def _train(self, state: TrainState, sigint: _SigintLatch) -> None:
-        model = self._wrap_for_ddp(state.model)
+        model = wrap_for_ddp(state.model, self.ddp, self.device)
         model.train()
         first_epoch_points = set(first_epoch_eval_steps(self.steps_per_epoch, self.config.train.evals_in_first_epoch))
         session_start = time.perf_counter() - state.elapsed_s
@@ -386,12 +321,6 @@ class Trainer:
             self._end_epoch(state, epoch, session_start)
             if state.epoch < self.config.train.epochs and self._interrupted(sigint, True):  # Ctrl-C at the epoch's end
                 raise self._interruption(state)
-
-    def _wrap_for_ddp(self, model: VAE) -> torch.nn.Module:
-        """Under DDP, the module that averages the gradients over ranks; checkpoints and hooks keep the bare model."""
-        if not self.ddp:
-            return model
-        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     def _start_epoch(self, state: TrainState) -> _EpochPass:
         cfg = self.config.train
@@ -427,23 +356,16 @@ class Trainer:
         # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
         # the gradient of the global batch's mean loss, however unevenly the batch splits.
         loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
-        extra, fake = self._perceptual_terms(state, logits, x)
-        loss = loss + extra
+        loss = loss + self.perceptual.generator_loss(bare, logits, x, state.step)[0]
         state.optimizer.zero_grad(set_to_none=True)
         self._backward(loss, state.step + 1)
-        self._schedule_lr(state)
+        if cfg.train.lr_schedule != "constant":
+            set_lr(state.optimizer, scheduled_lr(cfg.train, state.step, cfg.train.epochs * self.steps_per_epoch))
         state.optimizer.step()
-        self._discriminator_step(state, fake, x)
+        self.perceptual.after_step(x, state.step)
         epoch.losses[i] = loss.detach()
         state.step_in_epoch, state.step = i + 1, state.step + 1
         epoch.bar.update(global_batch)
-
-    def _schedule_lr(self, state: TrainState) -> None:
-        cfg = self.config.train
-        if cfg.lr_schedule != "constant":
-            rate = scheduled_lr(cfg, state.step, cfg.epochs * self.steps_per_epoch)
-            for group in state.optimizer.param_groups:
-                group["lr"] = rate
 
     def _backward(self, loss: torch.Tensor, step: int) -> None:
         try:
@@ -472,58 +394,14 @@ class Trainer:
             tqdm.write(f"latent {self.config.model.latent_dim} · epoch {state.epoch}/{self.config.train.epochs}: "
                        f"test {summary_text(state.history[-1]['test'])}")
 
-    def _perceptual_terms(self, state: TrainState, logits: torch.Tensor,
-                          x: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | None]:
-        """The LPIPS and adversarial terms of the generator's loss (0 when neither is on), and the decoded
-        batch on the [-1, 1] scale that the discriminator then sees."""
-        discriminator = state.discriminator
-        if self.lpips is None and discriminator is None:
-            return 0.0, None
-        fake = to_signed_scale(state.model.decoder_mean(logits.float()))
-        real = to_signed_scale(x)
-        total = torch.zeros((), device=self.device)
-        with precision.autocast(self.precision, self.device):
-            if self.lpips is not None:
-                total = total + LPIPS_WEIGHT * self.lpips(fake, real).float().mean()
-            if discriminator is not None and state.step + 1 >= ADVERSARIAL_START:
-                total = total + ADVERSARIAL_WEIGHT * least_squares(discriminator(fake).float(), 1.0)
-        return self.perceptual_scale * total, fake
-
-    def _discriminator_step(self, state: TrainState, fake: torch.Tensor | None, x: torch.Tensor) -> None:
-        """One least-squares update of the discriminator, from the step after ADVERSARIAL_START on. As in the
-        published code its gradients are not cleared after the generator's backward pass, so the generator's
-        adversarial gradient enters this update too."""
-        discriminator = state.discriminator
-        if discriminator is None or state.step + 1 <= ADVERSARIAL_START:
-            return
-        with precision.autocast(self.precision, self.device):
-            fake_loss = least_squares(discriminator(fake.detach()).float(), 0.0)
-            real_loss = least_squares(discriminator(to_signed_scale(x)).float(), 1.0)
-        (self.perceptual_scale * ADVERSARIAL_WEIGHT * (fake_loss + real_loss) / 2).backward()
-        state.disc_optimizer.step()
-        state.disc_optimizer.zero_grad(set_to_none=True)
-
     def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: TrainState) -> None:
-        window = losses[start:stop]
-        bad = (~torch.isfinite(window)).nonzero()
-        if len(bad):
-            first_bad_step = state.step - (stop - start) + int(bad[0]) + 1
-            value = window[int(bad[0])].item()
-            raise self._diverged(f"the loss became {value} at step {first_bad_step}", first_bad_step)
-
-    def _epoch_of(self, step: int) -> int:
-        return max(1, math.ceil(step / self.steps_per_epoch))
+        bad = (~torch.isfinite(losses[start:stop])).nonzero()
+        if len(bad):  # the first non-finite loss, at the step that made it
+            step = state.step - (stop - start) + int(bad[0]) + 1
+            raise self._diverged(f"the loss became {losses[start + int(bad[0])].item()} at step {step}", step)
 
     def _diverged(self, what: str, step: int) -> TrainingDivergedError:
-        checkpoint = self.run_dir / CHECKPOINT
-        kept = (f"The last good checkpoint, {checkpoint}, is kept unchanged." if checkpoint.exists()
-                else "No checkpoint had been saved yet.")
-        return TrainingDivergedError(
-            f"{what} (epoch {self._epoch_of(step)}); training stopped. Likely cause: a learning rate too high for "
-            f"this model (--lr, now {self.config.train.lr:g}) or an extreme --beta "
-            f"(now {self.config.train.beta:g}); start a new run with a lower --lr (a resumed run keeps its "
-            f"settings), or add --detect-anomaly to find the operation that made it. {kept}"
-        )
+        return diverged(what, epoch_of(step, self.steps_per_epoch), self.run_dir, self.config.train)
 
     # -- Ctrl-C ----------------------------------------------------------------------------------
 
@@ -539,12 +417,26 @@ class Trainer:
         epoch.bar.close()
         state.elapsed_s = time.perf_counter() - session_start
         self._save(state)
-        if self.is_main:
-            self._write_metrics(state)
         raise self._interruption(state)
 
     def _interruption(self, state: TrainState) -> Interrupted:
         return Interrupted(
-            f"interrupted at step {state.step} (epoch {self._epoch_of(state.step)}); checkpoint saved in "
-            f"{self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
+            f"interrupted at step {state.step} (epoch {epoch_of(state.step, self.steps_per_epoch)}); checkpoint saved "
+            f"in {self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
         )
+
+
+def epoch_of(step: int, steps_per_epoch: int) -> int:
+    return max(1, math.ceil(step / steps_per_epoch))
+
+
+def diverged(what: str, epoch: int, run_dir: Path, cfg: TrainConfig) -> TrainingDivergedError:
+    """The error that stops a run whose loss or weights stopped being finite, with its likely causes."""
+    checkpoint = run_dir / CHECKPOINT
+    kept = (f"The last good checkpoint, {checkpoint}, is kept unchanged." if checkpoint.exists()
+            else "No checkpoint had been saved yet.")
+    return TrainingDivergedError(
+        f"{what} (epoch {epoch}); training stopped. Likely cause: a learning rate too high for this model (--lr, "
+        f"now {cfg.lr:g}) or an extreme --beta (now {cfg.beta:g}); start a new run with a lower --lr (a resumed "
+        f"run keeps its settings), or add --detect-anomaly to find the operation that made it. {kept}"
+    )

@@ -19,9 +19,9 @@ import torch
 
 from .. import rundir
 from ..atomic import atomic_file
+from ..callbacks import Callback, EvalPoint
 from ..errors import ArtifactError
 from ..quality import mse_per_image, psnr_per_image, ssim_per_image
-from ..training import EvalPoint
 
 SUBSAMPLE_TOTAL = 2000  # test images in the latent scatters: enough to see every cluster, cheap to embed
 SUBSAMPLE_SEED = 0
@@ -112,8 +112,8 @@ def save_frame(run_dir: Path, frame: Frame) -> Path:
     return path
 
 
-class ArtifactRecorder:
-    """Trainer hook saving one frame per evaluation point; all drawing happens later.
+class ArtifactRecorder(Callback):
+    """The callback saving one frame per evaluation point; all drawing happens later.
 
     ``test_images`` are the images the trainer scores (float (N, C, H, W) in [0, 1], binarised
     if the run binarises), so the per-image metrics in the figures are those the trainer measures.
@@ -133,7 +133,7 @@ class ArtifactRecorder:
         self.digits = test_images[torch.from_numpy(digit_index).to(test_images.device)]
 
     @torch.no_grad()
-    def __call__(self, point: EvalPoint) -> None:
+    def on_eval_point(self, point: EvalPoint) -> None:
         model = point.model
         was_training = model.training
         model.eval()
