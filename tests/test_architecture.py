@@ -17,7 +17,7 @@ LAYERS = {
     5: ["latent_geometry", "measures", "visualisation", "trackers"],
     6: ["report"],
     7: ["pipeline", "explorer", "guard", "export"],
-    8: ["serve", "cli", "notebook", "__init__", "__main__"],
+    8: ["serve", "options", "cli", "notebook", "__init__", "__main__"],
 }
 PLACE = {name: layer for layer, names in LAYERS.items() for name in names}
 

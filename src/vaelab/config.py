@@ -43,25 +43,47 @@ OBJECTIVES = ("vae", "ae")
 
 
 def setting(default: Any, label: str, *, choices: tuple[Any, ...] | None = None, low: float | None = None,
-            low_open: bool = False, high: float | None = None, high_open: bool = False) -> Any:
-    """A config field with what it means in words (``label``, for messages) and its rules as metadata:
-    allowed ``choices``, or a range ``low``..``high`` (``*_open`` excludes the bound). Tuples apply the rule
-    to each item. ``validate_fields`` enforces them."""
+            low_open: bool = False, high: float | None = None, high_open: bool = False, help: str = "",
+            option: str | None = None) -> Any:
+    """A config field with what it means in words (``label``, for messages; ``help``, for ``--help``) and its
+    rules as metadata: allowed ``choices``, or a range ``low``..``high`` (``*_open`` excludes the bound). Tuples
+    apply the rule to each item. ``validate_fields`` enforces them; the command line makes an option of each field
+    (``--field-name``, or ``option``) from the same metadata."""
     rules = {"choices": choices, "low": low, "low_open": low_open, "high": high, "high_open": high_open}
-    return field(default=default, metadata={"rules": rules, "label": label})
+    return field(default=default, metadata={"rules": rules, "label": label, "help": help, "option": option})
+
+
+def _architectures_help() -> str:
+    return "; ".join(f"{name}: {architectures.get(name).summary}" for name in ARCHITECTURES)
+
+
+def _widths_help() -> str:
+    return "; ".join(f"{name}: {architectures.get(name).widths_meaning} [default: {','.join(map(str, widths))}]"
+                     for name, widths in DEFAULT_WIDTHS.items())
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"
-    data_dir: str | None = None
+    dataset: str = setting("mnist", "the data set", help=(
+        "idx: any four 28x28 IDX files with the standard names. folder: your own images in --data-dir "
+        "(DIR/train/<class>/ + DIR/test/<class>/, DIR/<class>/, or all in DIR; any format Pillow reads). cifar10: "
+        "the CIFAR-10 python archive (downloaded when missing)."))
+    data_dir: str | None = setting(None, "the data directory", help=(
+        "Where the data is (default: $VAELAB_DATA for MNIST, else a per-user cache dir; missing MNIST / CIFAR-10 "
+        "files are downloaded there). Required for folder."))
     # a fixed subset of the training set, scored at each evaluation
-    train_eval_size: int = setting(10_000, "training images scored per evaluation", low=1)
-    binarize: bool = False  # dynamic binarisation of training batches, fixed binarisation of eval sets
+    train_eval_size: int = setting(10_000, "training images scored per evaluation", low=1,
+                                   help="Training images scored at each evaluation (a fixed subset).")
+    binarize: bool = setting(False, "binarisation", help=(
+        "Dynamically binarise training images (fixed binarisation for evaluation), as in the binary-MNIST "
+        "literature."))
     # folder: convert images to 1 (grey) or 3 (RGB); None: what most files are
-    channels: int | None = setting(None, "colour channels", choices=(1, 3))
+    channels: int | None = setting(None, "colour channels", choices=(1, 3), help=(
+        "folder: convert every image to grey (1) or RGB (3) [default: what most files are]."))
     # folder: resize the shorter side and centre-crop to this; None: as found
-    image_size: int | None = setting(None, "image size", low=11)
+    image_size: int | None = setting(None, "image size", low=11, help=(
+        "folder: resize each image's shorter side to N and centre-crop to NxN [default: the images' own size when "
+        "they are all square]."))
 
     def __post_init__(self) -> None:
         validate_fields(self, "data")
@@ -69,19 +91,26 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = setting("mlp", "the architecture", choices=ARCHITECTURES)
-    latent_dim: int = setting(2, "the latent size", low=1)
-    hidden: tuple[int, ...] = setting((512, 256), "mlp hidden widths", low=1)  # mlp: widths of the hidden layers
+    arch: str = setting("mlp", "the architecture", choices=ARCHITECTURES, help=(
+        "Encoder/decoder architecture; they build from the data's shape. " + _architectures_help() + "."))
+    latent_dim: int = setting(2, "the latent size", low=1, help="Latent size.")
+    hidden: tuple[int, ...] = setting((512, 256), "mlp hidden widths", low=1,
+                                      help="mlp: comma-separated hidden layer widths.")
     # the convolutional architectures' widths; see DEFAULT_WIDTHS
-    channels: tuple[int, ...] = setting((32, 64), "conv widths, --widths", low=1)
-    likelihood: str = setting("bernoulli", "the decoder likelihood", choices=LIKELIHOODS)
-    # decoder std of the gaussian likelihood (gaussian-learned: its initial value)
+    channels: tuple[int, ...] = setting((32, 64), "conv widths, --widths", low=1, option="--widths", help=(
+        "Comma-separated widths of the convolutional architectures [default: the architecture's own]: "
+        + _widths_help() + "."))
+    likelihood: str = setting("bernoulli", "the decoder likelihood", choices=LIKELIHOODS, help=(
+        "Decoder likelihood: bernoulli (BCE on logits), continuous-bernoulli (BCE plus its normaliser), gaussian "
+        "(squared error, fixed std) or gaussian-learned (one learned std)."))
     # A floor, not 0: the NLL divides by std^2, which float32 cannot hold below about 1e-19.
-    gaussian_std: float = setting(0.1, "the decoder std", low=1e-6)
+    gaussian_std: float = setting(0.1, "the decoder std", low=1e-6,
+                                  help="Decoder std of the gaussian likelihood (gaussian-learned: initial).")
     # (channels, height, width) of the data: set from it
     image_shape: tuple[int, ...] = setting((1, 28, 28), "the image shape", low=1)
-    # vae: z ~ q(z|x) and the KL term; ae: the same networks as a plain autoencoder (z = mu, no KL term)
-    objective: str = setting("vae", "the training objective", choices=OBJECTIVES)
+    objective: str = setting("vae", "the training objective", choices=OBJECTIVES, help=(
+        "vae: the ELBO (z sampled from q(z|x), KL term weighted by --beta). ae: a plain autoencoder on the same "
+        "networks (z = the encoder's mean, reconstruction term only), the baseline of the AE-vs-VAE comparison."))
 
     def __post_init__(self) -> None:
         self.hidden = _as_tuple(self.hidden, int)
@@ -93,25 +122,37 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = setting(10, "epochs", low=1)
-    batch_size: int = setting(128, "batch size", low=1)
-    lr: float = setting(1e-3, "learning rate", low=0, low_open=True)
-    beta: float = setting(1.0, "KL weight", low=0)
-    # KL weight rises linearly from 0 to beta over this many epochs
-    warmup_epochs: float = setting(0.0, "KL warm-up epochs", low=0)
+    epochs: int = setting(10, "epochs", low=1, help="Epochs to train.")
+    batch_size: int = setting(128, "batch size", low=1, help="Images per step (under torchrun: the global batch).")
+    lr: float = setting(1e-3, "learning rate", low=0, low_open=True, help="Adam learning rate.")
+    beta: float = setting(1.0, "KL weight", low=0, help="Weight of the KL term (1 = the true ELBO).")
+    warmup_epochs: float = setting(0.0, "KL warm-up epochs", low=0,
+                                   help="Ramp the KL weight linearly from 0 to beta over this many epochs.")
     # 32 bits: the seeds derived from it (per epoch, per rank) stay within the generators' 64-bit range.
-    seed: int = setting(0, "the random seed", low=0, high=2**32 - 1)
-    device: str = "auto"
+    seed: int = setting(0, "the random seed", low=0, high=2**32 - 1,
+                        help="Seeds the weights, the noise and the batch order.")
+    device: str = setting("auto", "the device", help=(
+        "auto picks CUDA, then Apple MPS, then CPU; or name one (cpu, cuda, cuda:1, mps)."))
     # the early curve moves fastest, so it is sampled densely
-    evals_in_first_epoch: int = setting(5, "evaluations in the first epoch", low=0)
-    # Adam's; the published project used (0.5, 0.999)
-    betas: tuple[float, float] = setting((0.9, 0.999), "Adam's betas", low=0, high=1, high_open=True)
+    evals_in_first_epoch: int = setting(5, "evaluations in the first epoch", low=0,
+                                        help="Evaluation points within the first epoch, where the curves move fastest.")
+    # the published project used (0.5, 0.999)
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam's betas", low=0, high=1, high_open=True,
+                                         help="Adam's two moment decay rates.")
     # onecycle / cosine: a pure function of the step, so resume stays exact
-    lr_schedule: str = setting("constant", "learning-rate schedule", choices=LR_SCHEDULES)
-    # training-step autocast: auto = bf16 where the hardware does it fast, else fp32
-    precision: str = setting("auto", "training precision", choices=PRECISIONS)
-    adversarial: bool = False  # the published PatchGAN discriminator (least squares), trained from scratch
-    lpips_weights: str | None = None  # VGG16 + LPIPS weights file: adds the LPIPS term to the loss
+    lr_schedule: str = setting("constant", "learning-rate schedule", choices=LR_SCHEDULES, help=(
+        "constant; onecycle (up from lr/25 over the first 30% of the steps, then down); cosine (from lr down to 0)."))
+    precision: str = setting("auto", "training precision", choices=PRECISIONS, help=(
+        "The training step's arithmetic: auto uses bf16 autocast where the hardware does bf16 fast (CPUs with AMX "
+        "or AVX-512-BF16, CUDA GPUs from Ampere on) for the architectures that allow it (resnet-spatial), else fp32 "
+        "(the mlp and conv models ended outside 0.1 dB / 0.3 nats of fp32 or would change the default study's "
+        "numbers; ask for bf16 explicitly). Evaluation is always fp32."))
+    adversarial: bool = setting(False, "the adversarial term", help=(
+        "Add the published PatchGAN discriminator (least squares, weight 0.5, from step 1000, its own Adam), "
+        "trained from scratch."))
+    lpips_weights: str | None = setting(None, "the LPIPS weights file", help=(
+        "Add the LPIPS perceptual term (weight 1, as published) using this weights file: torchvision's VGG16 "
+        "'features.*' and LPIPS's 'lin0'..'lin4' tensors in one state dict. Nothing is downloaded."))
 
     def __post_init__(self) -> None:
         self.betas = _as_tuple(self.betas, float)
@@ -158,25 +199,33 @@ def validate_fields(section: Any, name: str) -> None:
     first field that breaks one. The API, config files and the command line all pass through here."""
     hints = typing.get_type_hints(type(section))
     for spec in dataclasses.fields(section):
-        key = f"{name}.{spec.name}"
-        value = getattr(section, spec.name)
-        expected = hints[spec.name]
-        if value is None and _allows_none(expected):
-            continue
-        base = _without_none(expected)
-        items = value if typing.get_origin(base) is tuple else (value,)
-        item_type = typing.get_args(base)[0] if typing.get_origin(base) is tuple else base
-        if typing.get_origin(base) is tuple and not isinstance(value, tuple):
-            raise ConfigError(f"{key} must be a list of {_type_words(item_type, plural=True)}, got {value!r}.",
-                              key=key)
-        if typing.get_origin(base) is tuple and typing.get_args(base)[-1] is not Ellipsis \
-                and len(value) != len(typing.get_args(base)):
-            raise ConfigError(f"{key} must have {len(typing.get_args(base))} values, got {value!r}.", key=key)
-        named = f"{key} ({spec.metadata['label']})" if "label" in spec.metadata else key
-        for item in items:
-            if not _has_type(item, item_type):
-                raise ConfigError(f"{named} must be {_type_words(item_type)}, got {item!r}.", key=key)
-            _check_rules(named, key, item, spec.metadata.get("rules", {}))
+        _check_field(f"{name}.{spec.name}", spec, getattr(section, spec.name), hints[spec.name])
+
+
+def check_setting(key: str, value: Any) -> None:
+    """One setting's value (``key`` dotted) against its field's type and rules alone: the command line checks
+    each option so; the rules that tie fields together need the whole config."""
+    section, name = key.split(".", 1)
+    spec = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+    _check_field(key, spec, value, typing.get_type_hints(SECTIONS[section])[name])
+
+
+def _check_field(key: str, spec: dataclasses.Field, value: Any, expected: Any) -> None:
+    if value is None and _allows_none(expected):
+        return
+    base = _without_none(expected)
+    items = value if typing.get_origin(base) is tuple else (value,)
+    item_type = typing.get_args(base)[0] if typing.get_origin(base) is tuple else base
+    if typing.get_origin(base) is tuple and not isinstance(value, tuple):
+        raise ConfigError(f"{key} must be a list of {_type_words(item_type, plural=True)}, got {value!r}.", key=key)
+    if typing.get_origin(base) is tuple and typing.get_args(base)[-1] is not Ellipsis \
+            and len(value) != len(typing.get_args(base)):
+        raise ConfigError(f"{key} must have {len(typing.get_args(base))} values, got {value!r}.", key=key)
+    named = f"{key} ({spec.metadata['label']})" if "label" in spec.metadata else key
+    for item in items:
+        if not _has_type(item, item_type):
+            raise ConfigError(f"{named} must be {_type_words(item_type)}, got {item!r}.", key=key)
+        _check_rules(named, key, item, spec.metadata.get("rules", {}))
 
 
 def _check_rules(named: str, key: str, value: Any, rules: dict[str, Any]) -> None:

@@ -45,3 +45,16 @@ STUDY_DESIGNS: dict[str, dict[str, Any]] = {
     # each: the published project's comparison table put to a measurement (docs/studies.md).
     "claims": {"axes": {"model.objective": ["ae", "vae"]}, "latent_dims": [2, 16], "seeds": 3, "jobs": "auto"},
 }
+
+# What each preset is, in a sentence (``--preset``'s help).
+PRESET_NOTES: dict[str, str] = {
+    "original": "the published project's training (its ResNet/attention autoencoder 'resnet-spatial' around a latent "
+                "of c channels at 7x7, c = the latent size; squared error on the [-1, 1] scale, no KL term, Adam 1e-4 "
+                "with betas 0.5/0.999, batch 64, seed 1111, 20 epochs)",
+    "original-vae": "the same with its configured KL weight applied",
+    "original-small": "vaelab's earlier, much smaller conv-spatial stand-in",
+    "original-wide": "vaelab's best recipe on the published metric (conv-spatial at widths 128,256, no KL term, "
+                     "one-cycle lr peaking at 3e-3, bf16, 20 epochs; docs/original.md)",
+    "claims": "(vaelab study only) a plain autoencoder against a VAE at latent sizes 2 and 16, 3 seeds, 3 epochs, runs "
+              "side by side; its report measures the published AE-vs-VAE claims (docs/studies.md)",
+}
