@@ -179,11 +179,6 @@ def cache_path(dataset: Dataset, recipe: ClassifierRecipe, directory: Path) -> P
     return directory / f"{dataset.name}-{key}.pt"
 
 
-def _save_atomic(path: Path, payload: dict) -> None:
-    with atomic_file(path) as f:
-        torch.save(payload, f)
-
-
 def _load(path: Path, recipe: ClassifierRecipe, dataset: Dataset, device: torch.device) -> TrainedClassifier:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -216,8 +211,7 @@ def load_or_train_classifier(dataset: Dataset, device: torch.device | str = "cpu
         model = train_classifier(recipe, dataset, device, progress)
         train_time_s = time.perf_counter() - start
         test_accuracy = accuracy(model, as_float_images(dataset.test.images, device), dataset.test.labels)
-        _save_atomic(path, {
-            "format": CLASSIFIER_FORMAT, "recipe": dataclasses.asdict(recipe), "dataset": dataset.name,
-            "model": model.state_dict(), "test_accuracy": test_accuracy, "train_time_s": train_time_s,
-        })
+        with atomic_file(path) as f:
+            torch.save({"format": CLASSIFIER_FORMAT, "recipe": dataclasses.asdict(recipe), "dataset": dataset.name,
+                        "model": model.state_dict(), "test_accuracy": test_accuracy, "train_time_s": train_time_s}, f)
     return TrainedClassifier(model, test_accuracy, train_time_s, path, trained_now=True)

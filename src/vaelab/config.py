@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import architectures
-from .atomic import atomic_file
-from .errors import CheckpointError, ConfigError, ConfigFileError, OutputDirError
+from .atomic import write_text_atomic
+from .errors import CheckpointError, ConfigError, ConfigFileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -493,12 +493,3 @@ def _build(kind: type, values: dict[str, Any]) -> Any:
     if unknown:
         raise TypeError(f"unknown {kind.__name__} fields {sorted(unknown)}")
     return kind(**values)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    try:
-        with atomic_file(path, "w") as f:
-            f.write(text)
-    except OSError as exc:
-        raise OutputDirError(f"{path}: cannot be written ({exc.strerror or exc}); the previous one is kept.") from None

@@ -366,39 +366,46 @@ def download_dataset(name: str, root: Path, *, opener: Opener | None = None) -> 
 def _download_resource(
     name: str, mirrors: tuple[str, ...], resource: Resource, root: Path, opener: Opener | None
 ) -> None:
-    """Fetch one file from the first mirror that answers; it is saved under its final name only once verified."""
+    final = root / f"{resource.filename}.gz"
+    download_verified([mirror + final.name for mirror in mirrors], final, resource.checksum,
+                      lambda reason: not_found_message(name, root, reason), opener)
+
+
+def download_verified(urls: list[str], final: Path, checksum: Checksum, missing: Callable[[str], str],
+                      opener: Opener | None = None) -> None:
+    """Fetch ``final`` from the first of ``urls`` that answers; it is saved under its name only once it matches
+    ``checksum``. Every download vaelab makes goes through here (the IDX mirrors, the CIFAR-10 archive);
+    ``missing(reason)`` words the error when nothing could be fetched."""
     # Looked up at call time so that monkeypatching ``open_url`` reaches every download.
     opener = opener if opener is not None else open_url
-    final = root / f"{resource.filename}.gz"
     failures: list[str] = []
-    for mirror in mirrors:
-        url = mirror + final.name
-        temp = _new_temp_file(name, root, final.name)
+    for url in urls:
+        temp = _new_temp_file(final, missing)
         try:
             try:
                 fetch_to_file(url, temp, opener, final.name)
             except (OSError, http.client.HTTPException) as error:
                 failures.append(f"{url}: {error}")
                 continue
-            if not checksum_matches(temp.read_bytes(), resource.checksum):
+            if not checksum_matches(temp.read_bytes(), checksum):
                 raise DataError(
                     f"{final}: the file downloaded from {url} does not match its published "
-                    f"{resource.checksum.algorithm} checksum {resource.checksum.hexdigest}; it was not saved. "
+                    f"{checksum.algorithm} checksum {checksum.hexdigest}; it was not saved. "
                     "The mirror may be serving a corrupt or changed file."
                 )
             _replace(temp, final)
             return
         finally:
             temp.unlink(missing_ok=True)
-    raise DataNotFoundError(not_found_message(name, root, f"downloading failed ({'; '.join(failures)})"))
+    raise DataNotFoundError(missing(f"downloading failed ({'; '.join(failures)})"))
 
 
-def _new_temp_file(name: str, root: Path, filename: str) -> Path:
+def _new_temp_file(final: Path, missing: Callable[[str], str]) -> Path:
     # In the target directory, so the final os.replace is an atomic rename on the same filesystem.
     try:
-        handle, temp = tempfile.mkstemp(dir=root, prefix=f".{filename}.", suffix=".part")
+        handle, temp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
     except OSError as error:
-        raise DataNotFoundError(not_found_message(name, root, f"the directory is not writable ({error})")) from error
+        raise DataNotFoundError(missing(f"the directory is not writable ({error})")) from error
     os.close(handle)
     return Path(temp)
 

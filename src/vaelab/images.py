@@ -304,10 +304,7 @@ def _warn_about_bad_files(root: Path, bad: list[str]) -> None:
 def cache_dir() -> Path:
     """``$VAELAB_IMAGE_CACHE`` if set, else ``$XDG_CACHE_HOME/vaelab/images`` (``~/.cache/...``)."""
     explicit = os.environ.get("VAELAB_IMAGE_CACHE", "")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "vaelab" / "images"
+    return Path(explicit) if explicit else data.user_cache_dir() / "images"
 
 
 def cache_path(root: Path, entries: list[FileEntry], options: LoadOptions) -> Path:
@@ -434,25 +431,12 @@ def _cifar_split(batches: list[dict]) -> ImageSplit:
 
 def download_cifar10(root: Path, opener: data.Opener | None = None) -> None:
     """Fetch the archive into ``root``; it gets its name only once its MD5 matches the published one."""
-    opener = opener if opener is not None else data.open_url
     try:
         root.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=root, prefix=f".{CIFAR_ARCHIVE}.", suffix=".part")
-        os.close(handle)
     except OSError as exc:
         raise DataNotFoundError(_cifar_missing_message(root, f"the directory is not writable ({exc})")) from None
-    temp = Path(temp_name)
-    try:
-        try:
-            data.fetch_to_file(CIFAR_URL, temp, opener, CIFAR_ARCHIVE)
-        except OSError as exc:
-            raise DataNotFoundError(_cifar_missing_message(root, f"downloading failed ({CIFAR_URL}: {exc})")) from None
-        if not data.checksum_matches(temp.read_bytes(), CIFAR_MD5):
-            raise DataError(f"{root / CIFAR_ARCHIVE}: the file downloaded from {CIFAR_URL} does not match its "
-                            f"published md5 checksum {CIFAR_MD5.hexdigest}; it was not saved.")
-        os.replace(temp, root / CIFAR_ARCHIVE)
-    finally:
-        temp.unlink(missing_ok=True)
+    data.download_verified([CIFAR_URL], root / CIFAR_ARCHIVE, CIFAR_MD5,
+                           lambda reason: _cifar_missing_message(root, reason), opener)
 
 
 def _cifar_missing_message(root: Path, reason: str) -> str:

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from . import architectures
-from .config import ModelConfig, check_architecture, write_text_atomic
+from .atomic import write_text_atomic
+from .config import ModelConfig, check_architecture
 from .errors import CheckpointError
 from .losses import decoder_mean
 from .rundir import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS

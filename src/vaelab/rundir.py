@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, write_text_atomic
+from .atomic import write_text_atomic
+from .config import RunConfig
 from .errors import VaelabError
 
 # -- a run directory ------------------------------------------------------------------------------

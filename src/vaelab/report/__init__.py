@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import write_text_atomic
+from ..atomic import write_text_atomic
 from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG, REPORT_HTML
 from .cells import cells_of, grid_reading
 from .figures import plot_comparison, redraw_stale_figures, runs_with_stale_figures

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import write_text_atomic
+from ..atomic import write_text_atomic
 from ..grid import SHORT_NAMES, short_name, value_text
 from ..metrics import FINAL_MEASURES, POINT_KEYS, POINT_METRICS, metric_of
 from .reading import duration, epoch_text

@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 
 from .. import rundir
+from ..atomic import write_text_atomic
 from ..checkpoint import load_model
-from ..config import RunConfig, has_latent_plane, write_text_atomic
+from ..config import RunConfig, has_latent_plane
 from ..errors import ArtifactError
 from ..models import VAE
 from ..rundir import CONFIG, FRAMES_DIR, PROJECTION_CHOICE

@@ -24,7 +24,7 @@ from PIL import Image
 from scipy.stats import norm
 
 from .. import rundir
-from ..atomic import atomic_file
+from ..atomic import write_bytes_atomic
 from ..metrics import POINT_METRICS
 from ..models import VAE
 from .frames import SUBSAMPLE_TOTAL, Frame, display_images, model_images
@@ -83,18 +83,13 @@ def _figure(width: float, height: float) -> Figure:
 def _save_png(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=fig.dpi)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
 def _rgb(fig: Figure) -> Image.Image:
     fig.canvas.draw()
     return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_file(path) as f:
-        f.write(data)
 
 
 def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
@@ -105,7 +100,7 @@ def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
                    optimize=False, disposal=1)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
