@@ -11,19 +11,23 @@ import pytest
 
 from helpers import shared_mnist_dir
 
-# Fixtures that train something for tens of seconds: a test using one is ``slow`` (``make test`` still runs it).
+# Fixtures that train something for tens of seconds (a test using one is ``slow``), or drive Chromium (``browser``).
 SLOW_FIXTURES = {"tiny_classifier", "trained_small_model", "study", "ddp_run", "tracked_study"}
+BROWSER_FIXTURES = {"browser", "page"}
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Every test that drives Chromium is a ``browser`` test, and every test using a training fixture is
-    ``slow``, whichever file it is in; ``pytest -m "not slow and not browser"`` is the quick subset."""
+    """Marks are set where each test is defined; this only refuses a test that uses a training or browser fixture
+    without saying so, so that ``pytest -m "not slow and not browser"`` stays the quick subset."""
+    unmarked = []
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if {"browser", "page"} & fixtures:
-            item.add_marker(pytest.mark.browser)
-        if SLOW_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.slow)
+        for fixtures_of_kind, mark in ((SLOW_FIXTURES, "slow"), (BROWSER_FIXTURES, "browser")):
+            if fixtures_of_kind & fixtures and item.get_closest_marker(mark) is None:
+                unmarked.append(f"{item.nodeid} (mark it {mark})")
+    if unmarked:
+        raise pytest.UsageError("tests that use a training or browser fixture must be marked where they are "
+                                "defined: " + "; ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

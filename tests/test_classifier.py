@@ -30,6 +30,7 @@ def test_features_are_the_penultimate_layer_and_logits_follow_from_them():
     assert torch.allclose(logits, model.eval()(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_tiny_session_classifier_learned_something(tiny_classifier, mnist):
     x = as_float_images(mnist.test.images[:1000], torch.device("cpu"))
     assert accuracy(tiny_classifier.model, x, mnist.test.labels[:1000]) > 0.8

@@ -96,6 +96,7 @@ def trained_small_model(mnist):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_iwae_is_at_least_the_elbo_and_tightens_with_k(trained_small_model, mnist):
     model = trained_small_model
     x = as_float_images(mnist.test.images[:300], torch.device("cpu"))
@@ -167,6 +168,7 @@ def test_class_entropy_is_log_ten_for_balanced_predictions_and_zero_for_one_clas
     assert class_entropy(torch.tensor([0, 1])) == pytest.approx(math.log(2))
 
 
+@pytest.mark.slow
 def test_iwae_hook_adds_the_figure_at_whole_epochs_only(trained_small_model):
     x = torch.rand(20, 1, 28, 28)
     score = iwae_each_epoch(x, k=4)
@@ -178,6 +180,7 @@ def test_iwae_hook_adds_the_figure_at_whole_epochs_only(trained_small_model):
     assert records[1]["test_iwae_log_likelihood"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_final_measures_of_a_trained_model_are_in_range(trained_small_model, mnist, tiny_classifier):
     data = Dataset(mnist.name, mnist.root, ImageSplit(mnist.train.images[:3000], mnist.train.labels[:3000]),
                    ImageSplit(mnist.test.images[:1000], mnist.test.labels[:1000]))

@@ -35,6 +35,7 @@ def test_a_small_study_from_python_returns_its_runs_and_report(mnist, tmp_path):
     assert [again.runs[d].history for d in (2, 3)] == [result.runs[d].history for d in (2, 3)]
 
 
+@pytest.mark.slow
 def test_train_measures_and_draws_with_the_model_in_memory(mnist, tmp_path, monkeypatch, tiny_classifier):
     def no_reload(*args, **kwargs):
         raise AssertionError("the trained model was read back from disk")

@@ -523,6 +523,7 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
         assert summary_line(d, strict_json(reference / f"latent_{d}" / "metrics.json")["history"]) in resumed.stdout
 
 
+@pytest.mark.browser
 def test_ctrl_c_of_a_real_study_writes_the_report_of_what_it_has_and_exits_130(tiny, tmp_path, page):
     study = tmp_path / "study"
     # Size 2 has 5 + 3 evaluation points in its 3 epochs; the 9th point is the first of size 3: a Ctrl-C there

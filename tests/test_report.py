@@ -63,12 +63,14 @@ def history(study: Path, z: int) -> list[dict]:
     return json.loads((study / f"latent_{z}" / "metrics.json").read_text())["history"]
 
 
+@pytest.mark.slow
 def test_the_interrupted_run_has_only_part_of_its_history_and_no_checkpoint(study):
     assert len(history(study, INTERRUPTED)) == CRASH_AT_POINT
     assert not (study / f"latent_{INTERRUPTED}" / "checkpoint.pt").exists()
     assert len(history(study, FINISHED[0])) == 5 + EPOCHS
 
 
+@pytest.mark.slow
 def test_csv_rows_are_each_runs_latest_evaluation_point(study):
     rows = list(csv.DictReader((study / "final_metrics.csv").open()))
     assert [int(r["latent_dim"]) for r in rows] == [*FINISHED, INTERRUPTED]
@@ -88,6 +90,7 @@ def markdown_rows(study: Path) -> dict[int, dict[str, str]]:
     return {int(r["latent size"]): r for r in rows}
 
 
+@pytest.mark.slow
 def test_markdown_table_rounds_the_same_numbers(study):
     rows = markdown_rows(study)
     assert sorted(rows) == sorted([*FINISHED, INTERRUPTED])
@@ -99,6 +102,7 @@ def test_markdown_table_rounds_the_same_numbers(study):
     assert rows[INTERRUPTED]["epochs"].endswith(f"of {EPOCHS}")
 
 
+@pytest.mark.slow
 def test_every_final_measure_becomes_a_column(study, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(study, copy)
@@ -118,6 +122,7 @@ def reading_of(study: Path) -> dict[str, str]:
     return dict(build_report(study).reading)
 
 
+@pytest.mark.slow
 def test_reading_names_the_best_latent_size_among_finished_runs(study):
     latest = {z: history(study, z)[-1]["test"] for z in FINISHED}
     best_mse = min(FINISHED, key=lambda z: latest[z]["mse"])
@@ -131,6 +136,7 @@ def test_reading_names_the_best_latent_size_among_finished_runs(study):
     assert "left out of the comparisons" in reading["Not finished"]
 
 
+@pytest.mark.slow
 def test_reading_says_whether_the_elbo_gap_narrowed(study):
     def gap(epoch):
         losses = [next(r["test"]["loss"] for r in history(study, z) if r["epoch"] == epoch) for z in FINISHED]
@@ -157,6 +163,7 @@ class ImageLinks(HTMLParser):
             self.hrefs.append(attrs["href"])
 
 
+@pytest.mark.slow
 def test_page_links_only_files_that_exist_by_relative_paths(study):
     page = ImageLinks()
     page.feed((study / "report.html").read_text())
@@ -174,6 +181,7 @@ def test_page_links_only_files_that_exist_by_relative_paths(study):
     assert f"Not in latent_{INTERRUPTED}/ (yet): latent_space.gif" in (study / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_what_was_run_shows_each_runs_recorded_environment(study):
     text = " ".join((study / "report.html").read_text().split())
     setup = text[text.index('id="setup"'):text.index("Settings shared by every run")]
@@ -185,6 +193,7 @@ def test_what_was_run_shows_each_runs_recorded_environment(study):
     assert ("uncommitted changes" in setup) == (environment["git_dirty"] == "true")
 
 
+@pytest.mark.slow
 def test_cli_report_rebuilds_everything_without_retraining(study, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(study, copy)
@@ -219,6 +228,8 @@ def test_a_directory_without_results_is_a_clear_error(tmp_path):
     assert CliRunner().invoke(cli, ["report", str(tmp_path / "nowhere")]).exit_code == 2
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
     built = tmp_path / "built"
     shutil.copytree(study, built)

@@ -496,6 +496,7 @@ def save_screenshot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(Path(target) / name), full_page=True)
 
 
+@pytest.mark.browser
 def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path):
     # Every Content-Security-Policy violation, reported or not as a console message.
     page.add_init_script("window.cspViolations = []; document.addEventListener('securitypolicyviolation', "

@@ -53,6 +53,7 @@ def event_reader(run: Path):
     return reader.Reload()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("latent_dim", DIMS)
 def test_tensorboard_holds_every_metric_of_metrics_json_at_every_point(tracked_study, latent_dim):
     run = tracked_study / f"latent_{latent_dim}"
@@ -68,6 +69,7 @@ def test_tensorboard_holds_every_metric_of_metrics_json_at_every_point(tracked_s
     assert (grids[0].height, grids[0].width) == (2 * 28, 10 * 28)  # originals over reconstructions
 
 
+@pytest.mark.slow
 def test_tensorboard_has_the_config_as_hparams_and_the_final_latent_means(tracked_study):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -96,6 +98,7 @@ def test_tensorboard_has_the_config_as_hparams_and_the_final_latent_means(tracke
     assert (embedding_dir / "sprite.png").exists()
 
 
+@pytest.mark.slow
 def test_a_studys_runs_read_side_by_side(tracked_study):
     from tensorboard.backend.event_processing import plugin_event_multiplexer
 
@@ -105,6 +108,7 @@ def test_a_studys_runs_read_side_by_side(tracked_study):
     assert sorted(multiplexer.Runs()) == [f"latent_{d}/tensorboard" for d in DIMS]
 
 
+@pytest.mark.slow
 def test_mlflow_runs_hold_the_same_metrics_params_and_figures(tracked_study):
     from mlflow.tracking import MlflowClient
 
