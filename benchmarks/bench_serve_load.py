@@ -10,6 +10,12 @@ whichever comes first. It reports throughput, p50/p99 latency per kind, the stat
 server's resident memory (RSS) before the traffic, half-way and at the end; it fails (exit 1) on any
 5xx, any unexpected status or any dropped connection. Traffic only ever goes to 127.0.0.1.
 
+Beside that traffic run two hostile phases: --slow-clients connections that each trickle a header line every
+2 s and never finish their request (more than waitress's default connection limit), and a loop of oversized
+bodies (a cross-site text/plain POST announcing 500 MiB, whose body is never sent), each of which must get 413
+from its headers alone. The server runs with its own empty TMPDIR, whose size is sampled throughout: anything
+spooled to disk shows there, and fails the run.
+
     python benchmarks/bench_serve_load.py runs/study --data-dir ../shared/data/mnist
     python benchmarks/bench_serve_load.py runs/study --clients 64 --requests 20000 --time-limit 300
 """
@@ -25,8 +31,10 @@ import os
 import platform
 import random
 import re
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -67,11 +75,12 @@ class Results:
 # --- the server ---------------------------------------------------------------------------------------
 
 
-def start_server(directory: str, data_dir: str | None) -> tuple[subprocess.Popen, int]:
+def start_server(directory: str, data_dir: str | None, tmpdir: Path) -> tuple[subprocess.Popen, int]:
     command = [sys.executable, "-m", "vaelab", "serve", directory, "--host", HOST, "--port", "0"]
     if data_dir:
         command += ["--data-dir", data_dir]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TMPDIR": str(tmpdir)})
     line = server.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
     if not found:
@@ -92,6 +101,10 @@ def rss_mib(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+def disk_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 def drawing(pixels: list[int]) -> str:
@@ -190,7 +203,71 @@ def client(target: Target, seed: int, budget: threading.Semaphore, deadline: flo
     connection.close()
 
 
-def run_load(target: Target, server_pid: int, clients: int, requests: int, time_limit: float) -> dict:
+# --- the hostile phases -------------------------------------------------------------------------------
+
+
+@dataclass
+class Hostile:
+    stop: threading.Event = field(default_factory=threading.Event)
+    slow_held: int = 0  # slow connections still open when the traffic ended
+    oversized: Counter = field(default_factory=Counter)  # status line -> count
+    spooled_max: int = 0  # the most bytes the server's TMPDIR held at any sample
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def slow_clients(port: int, count: int, hostile: Hostile) -> None:
+    """``count`` requests that never end: a header line every 2 s, until the traffic stops."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.sendall(f"GET /api/runs HTTP/1.1\r\nHost: {HOST}:{port}\r\n".encode())
+        sockets.append(sock)
+    while not hostile.stop.wait(2.0):
+        for sock in list(sockets):
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                sockets.remove(sock)
+    hostile.slow_held = len(sockets)
+    for sock in sockets:
+        sock.close()
+
+
+def oversized_bodies(port: int, hostile: Hostile) -> None:
+    """Cross-site text/plain POSTs announcing 500 MiB; the body is never sent, so only the headers can be judged."""
+    while not hostile.stop.wait(0.05):
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(f"POST /api/runs HTTP/1.1\r\nHost: {HOST}:{port}\r\nOrigin: https://evil.example.com\r\n"
+                         f"Content-Type: text/plain\r\nContent-Length: {500 * 2**20}\r\n\r\n".encode())
+            try:
+                status = sock.recv(64).decode(errors="replace").split("\r\n", 1)[0]
+            except OSError as exc:
+                status = f"{type(exc).__name__}"
+        with hostile.lock:
+            hostile.oversized[status] += 1
+
+
+def run_load(target: Target, server_pid: int, clients: int, requests: int, time_limit: float,
+             slow: int = 0, tmpdir: Path | None = None) -> dict:
+    hostile = Hostile()
+    phases = [threading.Thread(target=slow_clients, args=(target.port, slow, hostile)),
+              threading.Thread(target=oversized_bodies, args=(target.port, hostile))] if slow else []
+    for phase in phases:
+        phase.start()
+    time.sleep(1.0 if slow else 0.0)  # the slow connections are open before the traffic starts
+    summary = run_traffic(target, server_pid, clients, requests, time_limit, hostile, tmpdir)
+    hostile.stop.set()
+    for phase in phases:
+        phase.join()
+    if tmpdir is not None:
+        hostile.spooled_max = max(hostile.spooled_max, disk_bytes(tmpdir))
+    summary["hostile"] = {"slow_clients": slow, "slow_held": hostile.slow_held,
+                          "oversized": dict(hostile.oversized), "spooled_max_bytes": hostile.spooled_max}
+    return summary
+
+
+def run_traffic(target: Target, server_pid: int, clients: int, requests: int, time_limit: float, hostile: Hostile,
+                tmpdir: Path | None) -> dict:
     results = Results()
     budget = threading.Semaphore(requests)
     halfway = threading.Event()
@@ -201,9 +278,12 @@ def run_load(target: Target, server_pid: int, clients: int, requests: int, time_
     start = time.perf_counter()
     for thread in threads:
         thread.start()
-    while any(t.is_alive() for t in threads) and not halfway.is_set():
-        halfway.wait(0.05)
-    rss["middle"] = rss_mib(server_pid)
+    while any(t.is_alive() for t in threads):
+        if tmpdir is not None:
+            hostile.spooled_max = max(hostile.spooled_max, disk_bytes(tmpdir))
+        if halfway.wait(0.05) and "middle" not in rss:
+            rss["middle"] = rss_mib(server_pid)
+    rss.setdefault("middle", rss_mib(server_pid))
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
@@ -243,6 +323,11 @@ def print_table(summary: dict) -> None:
           f"statuses {summary['statuses']}; 5xx {summary['server_errors']}, unexpected statuses "
           f"{summary['unexpected_count']}, dropped connections {summary['dropped_count']}; server RSS "
           f"{mib(rss['start'])} -> {mib(rss['middle'])} -> {mib(rss['end'])} MiB (start, middle, end)\n")
+    hostile = summary.get("hostile")
+    if hostile and hostile["slow_clients"]:
+        print(f"beside it: {hostile['slow_clients']} slow clients ({hostile['slow_held']} still connected at the end), "
+              f"oversized bodies answered {hostile['oversized']}; the server's TMPDIR held at most "
+              f"{hostile['spooled_max_bytes']} bytes\n")
     print("| request | count | status | p50 (ms) | p99 (ms) |")
     print("|---|---|---|---|---|")
     for kind, row in summary["kinds"].items():
@@ -256,25 +341,35 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent client threads, one connection each")
     parser.add_argument("--requests", type=int, default=10_000, help="stop after this many requests in all")
     parser.add_argument("--time-limit", type=float, default=120.0, help="stop sending after this many seconds")
+    parser.add_argument("--slow-clients", type=int, default=150,
+                        help="hostile connections that never finish their request, beside the traffic (0: none, "
+                             "and no oversized bodies either)")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     args = parser.parse_args()
 
-    server, port = start_server(args.directory, args.data_dir)
-    try:
-        target = read_target(port)
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; serving "
-              f"{', '.join(r['name'] for r in target.runs)} on {HOST}:{port}")
-        summary = run_load(target, server.pid, args.clients, args.requests, args.time_limit)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with tempfile.TemporaryDirectory(prefix="vaelab-serve-tmp-") as tmp:
+        server, port = start_server(args.directory, args.data_dir, Path(tmp))
+        try:
+            target = read_target(port)
+            print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+                  f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; serving "
+                  f"{', '.join(r['name'] for r in target.runs)} on {HOST}:{port}")
+            summary = run_load(target, server.pid, args.clients, args.requests, args.time_limit,
+                               args.slow_clients, Path(tmp))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     summary["server_log_lines"] = len(SERVER_LOG)
     print_table(summary)
     queue_warnings = sum("Task queue depth" in line for line in SERVER_LOG)
     print(f"\nserver output: {len(SERVER_LOG)} lines ({queue_warnings} waitress 'task queue depth' warnings)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
-    failed = summary["server_errors"] or summary["unexpected_count"] or summary["dropped_count"]
+    hostile = summary["hostile"]
+    refused = hostile["oversized"].get("HTTP/1.1 413 Request Entity Too Large", 0)
+    wrong_oversized = sum(hostile["oversized"].values()) - refused
+    failed = (summary["server_errors"] or summary["unexpected_count"] or summary["dropped_count"]
+              or hostile["spooled_max_bytes"] or wrong_oversized)
     if failed:
         print("\nFAILED:", *summary["unexpected"], *summary["dropped"], sep="\n  ")
     sys.exit(1 if failed else 0)

@@ -205,3 +205,20 @@ def test_load_explorer_refuses_a_spatial_latent_run_clearly(tmp_path):
                                                  "optimizer": {}, "epoch": 1, "step": 1, "history": []})
     with pytest.raises(VaelabError, match="spatial latent \\(2x7x7"):
         load_explorer(tmp_path)
+
+
+def test_a_study_still_training_serves_its_finished_runs_and_names_the_others(serve_study, tmp_path):
+    (tmp_path / "study.json").write_text(json.dumps({"latent_dims": [2, 5]}))
+    (tmp_path / "latent_2").symlink_to(serve_study / "latent_2")
+    (tmp_path / "latent_5").mkdir()  # started, no checkpoint yet
+    explorer = load_explorer(tmp_path)
+    assert list(explorer.runs) == ["latent_2"] and explorer.training == ("latent_5",)
+    (tmp_path / "latent_2").unlink()
+    (tmp_path / "latent_2").mkdir()
+    with pytest.raises(VaelabError, match="no run has a checkpoint yet"):
+        load_explorer(tmp_path)
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error_not_a_fallback(serve_study, tmp_path):
+    with pytest.raises(VaelabError, match="no such directory"):
+        load_explorer(serve_study, tmp_path / "absent")

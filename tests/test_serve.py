@@ -356,7 +356,7 @@ def test_the_real_server_answers_its_own_names_only(explorer):
 
 def test_a_bounded_load_gets_only_the_statuses_it_asks_for_and_memory_stays_steady(serve_study, mnist_dir, tmp_path):
     """The load benchmark, short: 16 clients, 400 requests of every kind (malformed ones included) against
-    `vaelab serve` in its own process."""
+    `vaelab serve` in its own process, beside 150 slow clients and a stream of oversized bodies."""
     summary_path = tmp_path / "load.json"
     command = [sys.executable, str(BENCHMARKS / "bench_serve_load.py"), str(serve_study), "--data-dir", str(mnist_dir),
                "--clients", "16", "--requests", "400", "--time-limit", "240", "--json", str(summary_path)]
@@ -367,6 +367,9 @@ def test_a_bounded_load_gets_only_the_statuses_it_asks_for_and_memory_stays_stea
     assert summary["unexpected_count"] == 0 and summary["dropped_count"] == 0
     assert set(summary["kinds"]) >= {"decode", "interpolate", "encode", "sample", "text_plain", "forged_host"}
     assert {"200", "400", "415", "421"} <= set(summary["statuses"])
+    hostile = summary["hostile"]  # beside the traffic: 150 slow clients held open, oversized bodies refused
+    assert hostile["slow_held"] == 150 and hostile["spooled_max_bytes"] == 0
+    assert set(hostile["oversized"]) == {"HTTP/1.1 413 Request Entity Too Large"}
     rss = summary["rss_mib"]
     if rss["start"] is not None:  # Linux: the server's memory must not grow with the traffic
         assert rss["end"] < rss["start"] * 1.5, rss
@@ -559,3 +562,38 @@ def test_the_page_explores_a_study_in_a_real_browser(live_server, page, tmp_path
     assert not [text for text in console if "Content Security Policy" in text]
     assert page.errors == []
     assert page.locator("#toast").is_hidden()
+
+
+# --- what waitress bounds: oversized bodies and slow clients -----------------------------------------
+
+
+def test_an_oversized_body_is_refused_from_its_length_before_it_is_sent(live_server):
+    """A cross-site page's 500 MiB text/plain POST: answered 413 from its headers alone. The client never sends
+    a byte of the body, so the refusal cannot have read or spooled any of it."""
+    port = int(live_server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://evil.example.com\r\n"
+                     f"Content-Type: text/plain\r\nContent-Length: {500 * 2**20}\r\n\r\n".encode())
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413")
+
+
+def test_slow_clients_do_not_lock_out_a_normal_request(live_server):
+    """150 connections trickling a header line each second (more than waitress's default limit of 100)."""
+    port = int(live_server.rsplit(":", 1)[1])
+    slow = []
+    try:
+        for _ in range(150):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+            slow.append(sock)
+        for _ in range(2):
+            time.sleep(1.0)
+            for sock in slow:
+                sock.sendall(b"X-Slow: 1\r\n")
+        started = time.monotonic()
+        status, _ = raw_get(port, "/api/runs", f"127.0.0.1:{port}")
+        assert status == 200 and time.monotonic() - started < 5
+    finally:
+        for sock in slow:
+            sock.close()

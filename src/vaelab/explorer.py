@@ -95,6 +95,7 @@ class Explorer:
     scatter_indices: torch.Tensor  # the test digits drawn on the 2-D plane
     gallery_indices: torch.Tensor  # the test digits offered as thumbnails
     class_names: tuple[str, ...] | None = None  # names of labels 0, 1, ...; None: the labels are digits
+    training: tuple[str, ...] = ()  # runs of the study not served: no checkpoint yet (training, or stopped early)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -150,7 +151,12 @@ def discover_runs(root: Path) -> dict[str, Path]:
 def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Explorer:
     """Load every run under ``root`` and the test split of their data set: from ``data_dir`` if given,
     else from where the runs were trained, else from the usual places (``$VAELAB_DATA``, the cache)."""
-    paths = discover_runs(Path(root))
+    found = discover_runs(Path(root))
+    training = tuple(name for name, path in found.items() if path.is_dir() and not rundir.has_checkpoint(path))
+    paths = {name: path for name, path in found.items() if name not in training}
+    if not paths:
+        raise VaelabError(f"{root}: no run has a checkpoint yet ({', '.join(training)}: still training, or stopped "
+                          "before the end of its first epoch); serve it once a run has finished an epoch.")
     loaded = {name: load_run_files(name, path) for name, path in paths.items()}
     datasets = {config.data.dataset for _, config, _ in loaded.values()}
     if len(datasets) > 1:
@@ -159,7 +165,10 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
     name = datasets.pop()
     recorded = [d for path, (_, config, _) in zip(paths.values(), loaded.values(), strict=True)
                 for d in (config.data.data_dir, recorded_data_dir(path))]
-    dataset = load_first_found(name, [data_dir, *recorded, *default_data_dirs(name)])
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise VaelabError(f"--data-dir {data_dir}: no such directory.")
+    # A directory the user names is the only one tried: falling back elsewhere would show other images silently.
+    dataset = load_first_found(name, [data_dir] if data_dir is not None else [*recorded, *default_data_dirs(name)])
     images, labels = dataset.test.images, dataset.test.labels
     runs = {}
     for name, (model, config, state) in loaded.items():
@@ -170,7 +179,7 @@ def load_explorer(root: str | os.PathLike, data_dir: str | os.PathLike | None = 
         decode(runs[name], torch.zeros(1, config.model.latent_dim))  # pay one-time set-up costs now, not on a click
     return Explorer(runs=runs, dataset=dataset.name, test_images=images, test_labels=labels,
                     scatter_indices=scatter_subset(len(labels)), gallery_indices=gallery_subset(labels),
-                    class_names=dataset.class_names)
+                    class_names=dataset.class_names, training=training)
 
 
 def recorded_data_dir(run_dir: Path) -> str | None:

@@ -55,6 +55,12 @@ from .explorer import (
 
 MAX_REQUEST_BYTES = 4 * 2**20  # a drawn 280x280 canvas is ~20 KB as PNG; anything near this is a mistake
 SERVER_THREADS = 4
+# What waitress itself bounds, before Flask sees a request: a body over MAX_REQUEST_BYTES is refused (413) from its
+# Content-Length, before a byte of it is read, and an accepted one stays in memory (waitress spools larger bodies to
+# a temporary file); idle connections close after CHANNEL_TIMEOUT_S; waitress's I/O is asynchronous, so a few hundred
+# slow clients hold only sockets, and SERVER_CONNECTIONS of them still leave room for everyone else.
+CHANNEL_TIMEOUT_S = 30
+SERVER_CONNECTIONS = 500
 
 
 def pixels(image: np.ndarray) -> list[int]:
@@ -219,7 +225,10 @@ def make_server(app: Flask, host: str, port: int, allow_hosts: Iterable[str] = (
     from waitress.server import create_server
 
     try:
-        server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="vaelab")
+        server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="vaelab",
+                               max_request_body_size=MAX_REQUEST_BYTES + 1, inbuf_overflow=MAX_REQUEST_BYTES + 1,
+                               connection_limit=SERVER_CONNECTIONS, channel_timeout=CHANNEL_TIMEOUT_S,
+                               cleanup_interval=5)
     except OSError as exc:
         raise VaelabError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port "
                           "or --host.") from None
@@ -234,6 +243,9 @@ def serve_forever(directory: str | os.PathLike, host: str, port: int, data_dir: 
     where = f"[{host}]" if ":" in host else host
     echo(f"vaelab: serving {', '.join(explorer.runs)} from {directory} at http://{where}:{server.effective_port}/ "
          "(Ctrl-C to stop)")
+    if explorer.training:
+        echo(f"vaelab: not served: {', '.join(explorer.training)} (no checkpoint yet: still training, or stopped in "
+             "the first epoch); restart 'vaelab serve' to add them.")
     if not is_loopback(host):
         echo(f"vaelab: warning: --host {host} lets other machines reach this server; it has no authentication. "
              "It answers only requests addressed to the names it serves: add the name or address other machines "
