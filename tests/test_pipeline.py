@@ -1,5 +1,6 @@
 """The Python API: a study in a few lines, results returned, the trained models kept in memory."""
 
+import dataclasses
 import json
 
 import pytest
@@ -130,3 +131,18 @@ def test_callbacks_hear_of_the_error_that_stopped_a_run(mnist, tmp_path, monkeyp
         vaelab.train(small_config(), tmp_path / "run", RunOptions(progress=False, artifacts=False),
                      dataset=mnist.head(512, 200), callbacks=[recorder])
     assert recorder.events[-1] == ("error", "KeyboardInterrupt")
+
+
+def test_resuming_a_finished_study_draws_the_figures_a_kill_left_missing(mnist, tmp_path):
+    options = RunOptions(progress=False, measures=False, projection="pca")
+    vaelab.study([2], tmp_path / "study", small_config(epochs=1), options, dataset=mnist.head(256, 100),
+                 notify=lambda message: None)
+    run = tmp_path / "study" / "latent_2"
+    drawn = {name: (run / name).read_bytes() for name in ("samples.png", "latent_space.gif")}
+    for name in drawn:
+        (run / name).unlink()
+    messages = []
+    again = vaelab.study([2], tmp_path / "study", small_config(epochs=1), dataclasses.replace(options, resume=True),
+                         dataset=mnist.head(256, 100), notify=messages.append)
+    assert again.runs[2].skipped and any("figures were incomplete" in m for m in messages)
+    assert all((run / name).exists() for name in drawn)

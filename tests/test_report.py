@@ -311,3 +311,23 @@ def test_a_spatial_latent_of_two_channels_expects_no_manifold(tmp_path):
 
     assert "manifold.png" not in section("conv-spatial").missing
     assert "manifold.png" in section("mlp").missing
+
+
+@pytest.mark.slow
+def test_figures_lost_to_a_kill_while_drawing_are_found_and_drawn_again(study, tmp_path):
+    """A finished run killed while its figures were drawn: some missing, one older than the run."""
+    from vaelab.visualisation import expected_figures, figures_outdated
+
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    run = copy / "latent_2"
+    assert sorted(expected_figures(run)) == sorted(p.name for p in run.iterdir() if p.suffix in (".png", ".gif"))
+    assert not figures_outdated(run)
+    for name in ("samples.png", "manifold.png", "interpolations.png"):
+        (run / name).unlink()
+    old = (run / "checkpoint.pt").stat().st_mtime_ns - 10**9
+    os.utime(run / "metrics.png", ns=(old, old))
+    assert figures_outdated(run) and run in runs_with_stale_figures(copy)
+    outcome = redraw_stale_figures(copy)
+    assert outcome[run] == "redrawn" and not figures_outdated(run)
+    assert all((run / name).exists() for name in expected_figures(run))

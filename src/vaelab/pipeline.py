@@ -298,6 +298,8 @@ def runs_to_train(planned: list[grid.PlannedRun], study_dir: Path, plan: grid.Gr
             if done is not None:
                 notify(f"{describe(run, plan, 'latent')}: already finished, skipped")
                 finished[run.dir_name] = done
+                if options.artifacts:
+                    redraw_if_outdated(run_dir, options, notify)
                 continue
         todo.append((run, run_dir, run_config))
     return todo, finished
@@ -403,6 +405,15 @@ def with_epochs(config: RunConfig, epochs: int | None = None) -> RunConfig:
     if epochs is None:
         return config
     return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+
+
+def redraw_if_outdated(run_dir: Path, options: RunOptions, notify: Notify) -> None:
+    """A finished run's figures drawn again where one is missing or older than the run (killed while drawing)."""
+    from .visualisation import figures_outdated, render_run_artifacts
+
+    if figures_outdated(run_dir):
+        written = render_run_artifacts(run_dir, options.projection)
+        notify(f"{run_dir.name}: its figures were incomplete; {len(written)} drawn again")
 
 
 def finished_run(run_dir: Path, config: RunConfig, options: RunOptions) -> RunResult | None:

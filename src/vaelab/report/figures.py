@@ -97,17 +97,11 @@ ARCHITECTURE_FIGURE = ((rundir.ARCHITECTURE_PNG,), "Architecture of the trained 
 
 
 def runs_with_stale_figures(study_dir: str | os.PathLike) -> list[Path]:
-    """Run directories with recorded frames newer than their figures: runs interrupted or still training,
-    whose figures are drawn only when training ends. Runs trained with --no-artifacts have no frames."""
-    stale = []
-    for run_dir in rundir.study_run_dirs(study_dir):
-        frames = rundir.frame_paths(run_dir)
-        if not frames:
-            continue
-        gif = run_dir / rundir.LATENT_SPACE_GIF
-        if not gif.exists() or max(f.stat().st_mtime_ns for f in frames) > gif.stat().st_mtime_ns:
-            stale.append(run_dir)
-    return stale
+    """Run directories whose figures are missing or older than their frames or checkpoint: runs interrupted,
+    still training, or killed while their figures were drawn. Runs trained with --no-artifacts have no frames."""
+    from ..visualisation import figures_outdated
+
+    return [run_dir for run_dir in rundir.study_run_dirs(study_dir) if figures_outdated(run_dir)]
 
 
 def redraw_stale_figures(study_dir: str | os.PathLike, projection: str | None = None) -> dict[Path, str]:

@@ -41,8 +41,36 @@ from .projection import (
 )
 
 __all__ = ["ArtifactRecorder", "Frame", "cached_projections", "chosen_projection", "describe_architecture",
-           "first_index_per_class", "independent_projections", "load_frames", "mean_displacement", "procrustes_align",
-           "project_sequence", "render_run_artifacts", "stratified_subsample"]
+           "expected_figures", "figures_outdated", "first_index_per_class", "independent_projections", "load_frames",
+           "mean_displacement", "procrustes_align", "project_sequence", "render_run_artifacts", "stratified_subsample"]
+
+
+def expected_figures(run_dir: str | Path) -> list[str]:
+    """The figures ``render_run_artifacts`` draws from what ``run_dir`` holds now (a test keeps the two in step)."""
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir / CONFIG)
+    frames, trained = bool(rundir.frame_paths(run_dir)), rundir.has_checkpoint(run_dir)
+    names = [rundir.LATENT_SPACE_GIF, rundir.LATENT_SPACE_PNG, rundir.RECONSTRUCTIONS_GIF,
+             rundir.RECONSTRUCTIONS_PNG] if frames else []
+    names += [rundir.METRICS_PNG] if read_history(run_dir) else []
+    names += [rundir.SAMPLES_PNG, *([rundir.INTERPOLATIONS_PNG] if frames else []),
+              *([rundir.MANIFOLD_PNG] if has_latent_plane(config.model.arch, config.model.latent_dim) else [])
+              ] if trained else []
+    return [*names, rundir.ARCHITECTURE_PNG]
+
+
+def figures_outdated(run_dir: str | Path) -> bool:
+    """Whether a run that records frames lacks one of its figures, or has one older than its newest frame or its
+    checkpoint: a run killed while its figures were drawn, interrupted, or still training."""
+    run_dir = Path(run_dir)
+    frames = rundir.frame_paths(run_dir)
+    if not frames or not (run_dir / CONFIG).exists():
+        return False  # trained with --no-artifacts: nothing to draw from
+    checkpoint = run_dir / rundir.CHECKPOINT
+    newest = max([f.stat().st_mtime_ns for f in frames] + ([checkpoint.stat().st_mtime_ns] if checkpoint.exists()
+                                                            else []))
+    paths = [run_dir / name for name in expected_figures(run_dir)]
+    return any(not path.exists() or path.stat().st_mtime_ns < newest for path in paths)
 
 
 def render_run_artifacts(run_dir: str | Path, projection: str | None = None,
