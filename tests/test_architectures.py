@@ -25,7 +25,7 @@ def test_each_architecture_builds_what_it_declares(name):
     assert out.shape == x.shape and mu.shape == (2, *model.latent_shape)
     assert (len(model.latent_shape) == 3) == arch.spatial and model.latent_shape[0] == 2
     assert model.linear_output == arch.linear_output
-    assert has_latent_plane(name, 2) == (not arch.spatial) and not has_latent_plane(name, 3)
+    assert has_latent_plane(name, 2) and not has_latent_plane(name, 3)  # a map of 2 channels: its uniform maps
     if arch.widths_field == "channels":
         assert DEFAULT_WIDTHS[name] == arch.default_widths
 

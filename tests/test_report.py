@@ -296,20 +296,21 @@ def test_reading_of_the_end_of_training_measures():
     assert "look most like test digits to a digit classifier for latent size 16" in text
 
 
-def test_a_spatial_latent_of_two_channels_expects_no_manifold(tmp_path):
-    """Figures draw a manifold only over a plane latent; the report asks for it by the same rule
-    (config.has_latent_plane), so a conv-spatial run at c = 2 does not list manifold.png as missing."""
+def test_a_spatial_latent_of_two_channels_expects_its_manifold_as_the_figures_draw_it(tmp_path):
+    """The report asks for a manifold by the rule the figures draw it by (the architecture's has_latent_plane): a
+    conv-spatial run at c = 2 has one over its uniform latent maps, and at c = 3 neither has one."""
     from vaelab.report.page import run_section
     from vaelab.report.study import ReportedRun
 
-    def section(arch: str):
+    def section(arch: str, latent_dim: int = 2):
         config = {"model": {"arch": arch}, "train": {"epochs": 1}}
-        run = ReportedRun(latent_dim=2, path=tmp_path / "latent_2", config=config,
+        run = ReportedRun(latent_dim=latent_dim, path=tmp_path / f"latent_{latent_dim}", config=config,
                           history=[{"epoch": 1, "test": {"loss": 1.0, "mse": 0.1}}], eval_sizes={}, environment={},
                           final={})
-        return run_section(tmp_path, run, "#000", "latent-2")
+        return run_section(tmp_path, run, "#000", f"latent-{latent_dim}")
 
-    assert "manifold.png" not in section("conv-spatial").missing
+    assert "manifold.png" in section("conv-spatial").missing
+    assert "manifold.png" not in section("conv-spatial", 3).missing and "manifold.png" not in section("mlp", 3).missing
     assert "manifold.png" in section("mlp").missing
 
 

@@ -264,7 +264,7 @@ def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
 
 
 @pytest.mark.slow
-def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path):
+def test_figures_of_a_spatial_latent_run_draw_its_manifold_over_uniform_maps(mnist, tmp_path):
     config = RunConfig(data=DataConfig(train_eval_size=64),
                        model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),
                        train=TrainConfig(epochs=1, batch_size=64, device="cpu", evals_in_first_epoch=1))
@@ -274,7 +274,10 @@ def test_figures_of_a_spatial_latent_run_draw_without_a_manifold(mnist, tmp_path
     assert load_frames(tmp_path)[-1].mu.shape[1] == 2 * 7 * 7  # the latent map, flattened
     written = render_run_artifacts(tmp_path, "pca")
     assert {"samples.png", "interpolations.png", "latent_space.gif"} <= set(written)
-    assert "manifold.png" not in written  # 2 channels at 7x7 is not a plane to map
+    assert "manifold.png" in written  # 2 channels at 7x7: the plane of uniform maps
+    model, _ = load_model(tmp_path)
+    uniform = torch.tensor([[0.5, -1.0]])[:, :, None, None].expand(1, 2, 7, 7)
+    assert model.decode(uniform).shape == (1, 1, 28, 28)  # what each cell of that manifold decodes
 
 
 def test_scatter_markers_grow_for_small_test_splits_and_keep_mnist_size():

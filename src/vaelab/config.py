@@ -160,8 +160,7 @@ class TrainConfig:
 
 
 def has_latent_plane(arch: str, latent_dim: int) -> bool:
-    """Whether the latent space is a plane (a vector of two numbers), so that a manifold of decodes can be drawn
-    over it; a spatial latent of two channels is not one."""
+    """Whether a manifold of decodes is drawn over a plane of the latent space (the architecture says which)."""
     return arch in ARCHITECTURES and architectures.get(arch).has_latent_plane(latent_dim)
 
 

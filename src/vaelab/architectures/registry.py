@@ -45,9 +45,9 @@ class Architecture:
     channels_last: bool = False  # in bf16 the training step runs in the channels-last memory layout
 
     def has_latent_plane(self, latent_dim: int) -> bool:
-        """Whether the latent space is a plane (a vector of two numbers), so that a manifold of decodes can be
-        drawn over it; a spatial latent of two channels is not one."""
-        return latent_dim == 2 and not self.spatial
+        """Whether a manifold of decodes is drawn over a plane of the latent space: a vector of two numbers, or for
+        a latent map of two channels the plane of uniform maps (each channel one value at every position)."""
+        return latent_dim == 2
 
 
 REGISTRY: dict[str, Architecture] = {}

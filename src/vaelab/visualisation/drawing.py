@@ -392,10 +392,15 @@ def render_interpolations(run_dir: Path, model: VAE, frame: Frame) -> Path:
 @_styled
 @torch.no_grad()
 def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
-    """Latent size 2: decodings over a grid of the prior's quantiles, beside the test means."""
+    """Latent size 2: decodings over a grid of the prior's quantiles, beside the test means. A latent *map* of 2
+    channels has no plane of its own; it is shown over the plane of uniform maps, each channel one value at every
+    position, beside each test image's mean over positions of each channel."""
     q = norm.ppf(np.linspace(*MANIFOLD_QUANTILES, MANIFOLD_SIZE))
     z1, z2 = np.meshgrid(q, q[::-1])  # top row = largest z2, as on the scatter's y axis
     z = torch.from_numpy(np.stack([z1.ravel(), z2.ravel()], 1)).float()
+    spatial = len(model.latent_shape) > 1
+    if spatial:
+        z = z[:, :, None, None].expand(-1, -1, *model.latent_shape[1:])
     images = display_images(model.decoder_mean(model.decode(z)))
     side = images.shape[1]
     fig = _figure(14.5, 7.0)
@@ -406,20 +411,27 @@ def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
     ticks = np.arange(0, MANIFOLD_SIZE, 3)
     left.set_xticks(ticks * side + side // 2, [f"{q[i]:.2f}" for i in ticks])
     left.set_yticks(ticks * side + side // 2, [f"{q[::-1][i]:.2f}" for i in ticks])
-    left.set_xlabel("$z_1$ (prior quantiles 5%…95%)")
-    left.set_ylabel("$z_2$ (prior quantiles 5%…95%)")
-    left.set_title("decoded manifold", loc="left")
+    left.set_xlabel("$z_1$ (prior quantiles 5%…95%)" + (" at every position" if spatial else ""))
+    left.set_ylabel("$z_2$ (prior quantiles 5%…95%)" + (" at every position" if spatial else ""))
+    left.set_title("decoded manifold" + (" of uniform latent maps" if spatial else ""), loc="left")
     if frame is not None:
-        _scatter_digits(right, frame.mu, frame, size=marker_size(len(frame.mu), full=6.0))
+        mu = frame.mu.reshape(len(frame.mu), 2, -1).mean(axis=2)  # a vector latent is unchanged
+        _scatter_digits(right, mu, frame, size=marker_size(len(mu), full=6.0))
         _digit_legend(right, frame, **({"markerscale": 1.2} if frame.labelled else {}))
-        right.set_title(f"posterior means of {len(frame.mu):,} test images · {_epoch_text(frame.epoch)}", loc="left")
+        means = "channel means over positions" if spatial else "posterior means"
+        right.set_title(f"{means} of {len(mu):,} test images · {_epoch_text(frame.epoch)}", loc="left")
     right.add_patch(Rectangle((q[0], q[0]), q[-1] - q[0], q[-1] - q[0], fill=False, edgecolor="0.2",
                               linestyle="--", linewidth=1.2, label="decoded region"))
     right.set_xlabel("$z_1$")
     right.set_ylabel("$z_2$")
     right.set_aspect("equal", adjustable="datalim")
-    what = "digits" if frame is None else frame.what
-    fig.suptitle(f"Latent size 2 · the decoder over the prior, and where the test {what} land (dashed: the region "
-                 "on the left)")
+    what = "images" if frame is None else frame.what
+    if spatial:
+        height, width = model.latent_shape[1:]
+        fig.suptitle(f"Latent maps of 2 channels ({height}x{width}) · decodes of uniform maps, and the test {what}' "
+                     "channel means (dashed: the region on the left)")
+    else:
+        fig.suptitle(f"Latent size 2 · the decoder over the prior, and where the test {what} land (dashed: the "
+                     "region on the left)")
     fig.tight_layout()
     return _save_png(fig, run_dir / rundir.MANIFOLD_PNG)
