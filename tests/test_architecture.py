@@ -11,7 +11,8 @@ PACKAGE = Path(vaelab.__file__).parent
 LAYERS = {
     0: ["errors", "atomic", "metrics", "quality", "losses", "architectures", "precision"],
     1: ["config", "presets", "rundir", "locks", "environment"],
-    2: ["grid", "data", "images", "datasets", "perceptual", "models", "checkpoint", "prepare", "classifier"],
+    2: ["grid", "data", "images", "datasets", "perceptual", "models", "resources", "checkpoint", "prepare",
+        "classifier"],
     3: ["evaluation", "distributed", "callbacks"],
     4: ["training", "run_store", "parallel"],
     5: ["latent_geometry", "measures", "visualisation", "trackers"],

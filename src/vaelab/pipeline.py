@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import distributed, grid, parallel, rundir
+from . import distributed, grid, parallel, resources, rundir
 from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint
 from .config import RunConfig
@@ -36,7 +36,7 @@ from .metrics import summary_text
 from .models import VAE
 from .report import Report, build_report
 from .run_store import RunStore
-from .training import Trainer
+from .training import Trainer, select_device
 
 DEFAULT_STUDY_DIR = Path("runs/study")
 DEFAULT_LATENT_DIMS = (2, 4, 16)
@@ -112,6 +112,7 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     store = RunStore(run_dir)
     trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
                       ddp=ddp)
+    resources.check_fits(config, trainer.device, options.iwae_k if options.measures else None)
     trainer.scorers = point_scorers(trainer, options)
     own, tracking = own_callbacks(trainer, options, dataset) if trainer.is_main else ([], None)
     user = CallbackList(callbacks if trainer.is_main else [])
@@ -123,8 +124,8 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
             result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
             if trainer.is_main and options.measures:
                 result.final = measure(trainer, store, dataset, options, notify)
-        if trainer.is_main and options.artifacts:
-            result.figures = draw(trainer, options, notify)
+            if trainer.is_main and options.artifacts:
+                result.figures = draw(trainer, options, notify)
     except BaseException as error:
         if tracking is not None:
             tracking.abandon()
@@ -224,7 +225,7 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
     config = config or RunConfig()
     options = options or RunOptions()
     study_dir = Path(study_dir)
-    plan_grid, planned = plan_study(study_dir, latent_dims, axes, seeds, config, options.resume)
+    plan_grid, planned = plan_study(study_dir, latent_dims, axes, seeds, config, options)
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
     # A latent-size study names its sizes, so that the hint also works where study.json was lost.
     resume_hint = (f"vaelab study --study-dir {study_dir} --latent-dims {','.join(map(str, dims))} --resume"
@@ -264,10 +265,11 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
 
 
 def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterable[int] | None,
-               config: RunConfig, resume: bool) -> tuple[grid.Grid, list[grid.PlannedRun]]:
+               config: RunConfig, options: RunOptions) -> tuple[grid.Grid, list[grid.PlannedRun]]:
     """The study's grid and runs (on resume: the recorded grid and settings, with any values added now), every
     run's config checked before anything trains; then study.json, written before the first run starts so that
     an interrupted study's report (and `vaelab report` while it trains) lists the runs still to come."""
+    resume = options.resume
     recorded = rundir.read_study_file(study_dir) if resume else None
     wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
     plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
@@ -277,6 +279,9 @@ def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, se
         base = (RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
                 if recorded and "base_config" in recorded else saved_study_config(study_dir, dims, config))
     planned = plan_grid.plan(base)
+    device = select_device(base.train.device)
+    for run in planned:  # the data's image shape is not known yet: the config's (MNIST's unless set)
+        resources.check_fits(run.config, device, options.iwae_k if options.measures else None)
     study_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
         **plan_grid.to_dict(), "base_config": base.to_dict(),

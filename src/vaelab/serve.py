@@ -229,8 +229,9 @@ def make_server(app: Flask, host: str, port: int, allow_hosts: Iterable[str] = (
                                max_request_body_size=MAX_REQUEST_BYTES + 1, inbuf_overflow=MAX_REQUEST_BYTES + 1,
                                connection_limit=SERVER_CONNECTIONS, channel_timeout=CHANNEL_TIMEOUT_S,
                                cleanup_interval=5)
-    except OSError as exc:
-        raise VaelabError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port "
+    except (OSError, ValueError) as exc:  # ValueError: an address that is no address (999.1.1.1)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise VaelabError(f"cannot listen on {host}:{port} ({reason}); pick another with --port "
                           "or --host.") from None
     app.config[guard.ALLOWED_HOSTS] |= guard.served_hosts(host, int(server.effective_port), allow_hosts)
     return server

@@ -39,6 +39,7 @@ from .rundir import CHECKPOINT
 
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
 RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")  # TrainState's position
+TRAINING_DEVICES = ("cpu", "cuda", "mps")
 SYNC_EVERY = 50  # steps between host syncs that check the losses (and agree on Ctrl-C under DDP)
 # Scores added to an evaluation point's record beyond the split metrics (the test IWAE each epoch, say):
 # (model, record so far) -> entries to add.
@@ -88,6 +89,9 @@ def select_device(name: str = "auto") -> torch.device:
     if name != "auto":
         try:
             device = torch.device(name)
+            if device.type not in TRAINING_DEVICES:
+                raise VaelabError(f"--device {name}: vaelab trains on {', '.join(TRAINING_DEVICES)} "
+                                  f"(e.g. cpu, cuda:1, mps), not on a device of type {device.type}.")
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError) as exc:
             raise VaelabError(f"device {name!r} is not usable here ({exc}).") from None
