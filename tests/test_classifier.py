@@ -120,3 +120,16 @@ def test_a_small_data_set_gets_enough_steps_to_learn_its_classes():
     model = train_classifier(DEFAULT_RECIPE, data, torch.device("cpu"))
     # Measured: 1.0 (and 0.625 with min_steps=0, the 3 epochs alone).
     assert accuracy(model, as_float_images(data.test.images, "cpu"), data.test.labels) >= 0.9
+
+
+def test_numbered_labels_beyond_nine_get_a_class_each():
+    from pathlib import Path
+
+    from vaelab.classifier import num_classes
+    from vaelab.data import Dataset, ImageSplit
+
+    def split(labels):
+        return ImageSplit(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), torch.tensor(labels))
+
+    assert num_classes(Dataset("idx", Path("."), split([0, 19, 3]), split([2, 5]))) == 20
+    assert num_classes(Dataset("idx", Path("."), split([0, 1]), split([2, 3]))) == 10  # digits: always ten

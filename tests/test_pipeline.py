@@ -5,10 +5,12 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import vaelab
 from helpers import small_config
 from vaelab.checkpoint import load_model
+from vaelab.cli import cli
 from vaelab.pipeline import RunOptions
 
 QUICK = RunOptions(progress=False, measures=False, artifacts=False)
@@ -146,3 +148,29 @@ def test_resuming_a_finished_study_draws_the_figures_a_kill_left_missing(mnist, 
                          dataset=mnist.head(256, 100), notify=messages.append)
     assert again.runs[2].skipped and any("figures were incomplete" in m for m in messages)
     assert all((run / name).exists() for name in drawn)
+
+
+@pytest.mark.parametrize("train, test", [(0, 50), (300, 1), (1, 50), (4, 50)])
+def test_splits_too_small_to_train_or_score_are_refused_before_training(train, test, tmp_path):
+    from helpers import write_idx_dataset
+    from vaelab.data import Dataset, ImageSplit
+
+    rng = torch.Generator().manual_seed(0)
+
+    def split(n):
+        return ImageSplit(torch.randint(0, 256, (n, 28, 28), generator=rng, dtype=torch.uint8),
+                          torch.randint(0, 10, (n,), generator=rng))
+
+    data = write_idx_dataset(tmp_path / "data", Dataset("idx", tmp_path / "data", split(train), split(test)))
+    result = CliRunner().invoke(cli, ["train", "--dataset", "idx", "--data-dir", str(data), "--run-dir",
+                                      str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1 and "vaelab needs at least 5 training and 2 test images" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_an_epoch_of_a_few_steps_is_warned_with_a_batch_size_to_try(mnist, tmp_path):
+    messages = []
+    vaelab.train(small_config(epochs=1), tmp_path / "run", QUICK, dataset=mnist.head(70, 50), notify=messages.append)
+    warning = next(m for m in messages if m.startswith("warning:"))
+    assert "70 training images at --batch-size 64 make 2 optimiser steps per epoch" in warning
+    assert "try --batch-size 3" in warning

@@ -286,3 +286,28 @@ def test_scatter_markers_grow_for_small_test_splits_and_keep_mnist_size():
     assert marker_size(2000) == 5.0  # the MNIST subsample: unchanged
     assert marker_size(35) > marker_size(500) > marker_size(2000)
     assert marker_size(1) == 40.0  # capped
+
+
+def test_the_fixed_examples_are_about_ten_whatever_the_class_count():
+    from vaelab.visualisation import first_index_per_class
+
+    ten = np.repeat(np.arange(10), 3)
+    assert first_index_per_class(ten).tolist() == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]  # MNIST: one per digit
+    assert first_index_per_class(np.zeros(40, dtype=int)).tolist() == list(range(10))  # one class: ten of it
+    two = np.array([1, 0] * 20)
+    assert first_index_per_class(two).tolist() == [1, 3, 5, 7, 9, 0, 2, 4, 6, 8]  # five of each, in class order
+    assert len(first_index_per_class(np.arange(15))) == 10 and len(first_index_per_class(-np.ones(4))) == 4
+
+
+@pytest.mark.slow
+def test_a_one_class_folder_study_draws_every_figure_and_its_report(tmp_path):
+    from helpers import write_image_folder
+
+    data = write_image_folder(tmp_path / "cats", {"cats": 60}, 16, "L")
+    result = CliRunner().invoke(cli, ["study", "--dataset", "folder", "--data-dir", str(data), "-z", "2", "--epochs",
+                                      "1", "--study-dir", str(tmp_path / "study"), "--no-progress", "--no-measures",
+                                      "--no-tensorboard", "--projection", "pca"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "study" / "latent_2"
+    assert {"interpolations.png", "reconstructions.gif", "manifold.png"} <= {p.name for p in run.iterdir()}
+    assert (tmp_path / "study" / "report.html").exists()

@@ -116,8 +116,12 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor)
 
 
 def num_classes(dataset: Dataset) -> int:
-    """The classifier's outputs: one per class folder, ten for digit labels."""
-    return len(dataset.class_names) if dataset.class_names else NUM_CLASSES
+    """The classifier's outputs: one per class folder; for numbered labels ten (digits), or as many as the
+    highest label calls for (a custom IDX set may number its classes beyond 9)."""
+    if dataset.class_names:
+        return len(dataset.class_names)
+    highest = max(int(dataset.train.labels.max()), int(dataset.test.labels.max()))
+    return max(NUM_CLASSES, highest + 1)
 
 
 def _new_classifier(recipe: ClassifierRecipe, dataset: Dataset) -> DigitClassifier:

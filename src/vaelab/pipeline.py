@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import Dataset
 from .datasets import load_dataset
-from .errors import Interrupted, ReportError, SettingsError, VaelabError
+from .errors import DataError, Interrupted, ReportError, SettingsError, VaelabError
 from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_each_epoch
 from .metrics import summary_text
 from .models import VAE
@@ -40,6 +40,10 @@ from .training import Trainer, select_device
 
 DEFAULT_STUDY_DIR = Path("runs/study")
 DEFAULT_LATENT_DIMS = (2, 4, 16)
+# Fewer cannot be scored: the latent probe asks for 5 neighbours, a Fréchet distance for a covariance.
+MIN_TRAIN_IMAGES = 5
+MIN_TEST_IMAGES = 2
+FEW_STEPS = 10  # optimiser steps per epoch below which a run is warned that its curves say little
 Notify = Callable[[str], None]
 
 
@@ -107,12 +111,15 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     if dataset is None:
         dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
                                image_size=config.data.image_size, progress=options.progress)
+    check_trainable(dataset)
     # The models build from the data's shape, and the run's config records it so load_model can too.
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
     store = RunStore(run_dir)
     trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
                       ddp=ddp)
     resources.check_fits(config, trainer.device, options.iwae_k if options.measures else None)
+    if trainer.is_main and trainer.steps_per_epoch < FEW_STEPS:
+        notify(few_steps_warning(len(dataset.train), config.train.batch_size, trainer.steps_per_epoch))
     trainer.scorers = point_scorers(trainer, options)
     own, tracking = own_callbacks(trainer, options, dataset) if trainer.is_main else ([], None)
     user = CallbackList(callbacks if trainer.is_main else [])
@@ -136,6 +143,24 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
                                                *result.figures.values()])
     user.on_fit_end(result)
     return result
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """A split too small to train or score on is the user's error, not a ZeroDivisionError or a failing measure."""
+    for split, images, least in (("training", dataset.train, MIN_TRAIN_IMAGES),
+                                 ("test", dataset.test, MIN_TEST_IMAGES)):
+        if len(images) < least:
+            raise DataError(f"{dataset.name} data in {dataset.root}: its {split} split has {len(images)} images; "
+                            f"vaelab needs at least {MIN_TRAIN_IMAGES} training and {MIN_TEST_IMAGES} test images to "
+                            "train a model and score it (the latent probe asks for 5 neighbours, a Fréchet distance "
+                            "for a spread).")
+
+
+def few_steps_warning(images: int, batch_size: int, steps: int) -> str:
+    suggested = max(1, images // (2 * FEW_STEPS))
+    return (f"warning: {images} training images at --batch-size {batch_size} make {steps} optimiser step"
+            f"{'s' if steps != 1 else ''} per epoch, too few for the curves to say much; try --batch-size "
+            f"{suggested} or more epochs.")
 
 
 def point_scorers(trainer: Trainer, options: RunOptions) -> list[Any]:

@@ -40,11 +40,15 @@ def stratified_subsample(labels: np.ndarray, per_class: int | None = None,
 
 
 def first_index_per_class(labels: np.ndarray) -> np.ndarray:
-    """The first test image of every label, in label order: the fixed digits shown reconstructed.
-    Without labels (all -1), the first ten test images; with more than ten classes, the first ten."""
+    """The fixed test images shown reconstructed and interpolated: the first of every label, in label order (on
+    MNIST its ten digits); with fewer than ten classes the first few of each, so that there are about ten (a
+    one-class folder still has pairs to interpolate). Without labels (all -1), the first ten test images; with
+    more than ten classes, the first ten classes'."""
     if (labels < 0).all():
         return np.arange(min(FIXED_EXAMPLES, len(labels)))
-    return np.array([np.flatnonzero(labels == c)[0] for c in np.unique(labels)])[:FIXED_EXAMPLES]
+    classes = np.unique(labels)
+    per_class = max(1, FIXED_EXAMPLES // len(classes))
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])[:FIXED_EXAMPLES]
 
 
 def display_images(images: torch.Tensor) -> np.ndarray:
