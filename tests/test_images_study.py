@@ -55,8 +55,8 @@ def test_rgb_study_writes_every_figure_and_the_labelled_measures(rgb_study):
         final = json.loads((run / "metrics.json").read_text())["final"]
         assert {"iwae_log_likelihood", "active_units", "probe_accuracy", "fd_classifier"} <= set(final)
         frame = load_frames(run)[-1]
-        assert frame.digits.shape == (3, 16, 16, 3)  # one fixed example per class, in colour
-        assert [frame.example_title(k) for k in range(3)] == ["blue", "green", "red"]
+        assert frame.digits.shape == (9, 16, 16, 3)  # three fixed examples of each of 3 classes, in colour
+        assert [frame.example_title(k) for k in range(9)] == ["blue"] * 3 + ["green"] * 3 + ["red"] * 3
     assert "3×16×16 RGB · 72 train, 18 test · 3 classes" in (rgb_study / "report.html").read_text()
 
 
