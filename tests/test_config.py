@@ -135,3 +135,16 @@ def test_changing_the_architecture_moves_the_default_widths_with_it():
 def test_an_unknown_setting_lists_what_there_is():
     with pytest.raises(ConfigError, match="'train.momentum' is not a setting.*train.beta"):
         resolve_key("train.momentum")
+
+
+@pytest.mark.parametrize("name, text", [
+    ("deep.toml", "[train]\nepochs = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+    ("deep.json", '{"train": {"epochs": ' + "[" * 100_000 + "]" * 100_000 + "}}"),
+])
+def test_a_config_file_nested_thousands_deep_is_a_clear_error(tmp_path, name, text):
+    from vaelab.config import ConfigFileError, read_config_file
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigFileError, match="nested too deeply"):
+        read_config_file(path)

@@ -332,3 +332,35 @@ def test_figures_lost_to_a_kill_while_drawing_are_found_and_drawn_again(study, t
     outcome = redraw_stale_figures(copy)
     assert outcome[run] == "redrawn" and not figures_outdated(run)
     assert all((run / name).exists() for name in expected_figures(run))
+
+
+def corrupt_frame(run: Path) -> None:
+    frame = sorted((run / "frames").glob("point_*.npz"))[-1]
+    frame.write_bytes(b"not a frame")
+    os.utime(frame)  # newer than the figures, so that 'vaelab report' tries to draw them again
+
+
+def metrics_edit(change):
+    def edit(run: Path) -> None:
+        path = run / "metrics.json"
+        payload = json.loads(path.read_text())
+        change(payload)
+        path.write_text(json.dumps(payload))
+    return edit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, words", [
+    (corrupt_frame, "point_"),
+    (metrics_edit(lambda p: p.update(eval_sizes=[1, 2])), "'eval_sizes' should map names to values"),
+    (metrics_edit(lambda p: p["history"][-1]["test"].update(loss=None)), "malformed evaluation records"),
+])
+def test_a_damaged_run_is_named_and_the_report_goes_on_with_the_rest(study, tmp_path, damage, words):
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    damage(copy / f"latent_{FINISHED[0]}")
+    result = CliRunner().invoke(cli, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert words in " ".join(result.output.split()) + (copy / "report.html").read_text()
+    assert "Traceback" not in result.output
+    assert f"latent size {FINISHED[-1]}" in (copy / "report.html").read_text().lower()

@@ -444,6 +444,9 @@ def _parse_config_text(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         kind = "TOML" if as_toml else "JSON (name the file *.toml for TOML)"
         raise ConfigFileError(f"{path}: not valid {kind}: {exc}.") from None
+    except RecursionError:  # both parsers recurse into nested arrays and tables
+        raise ConfigFileError(f"{path}: nested too deeply to be a vaelab config (a config holds sections of "
+                              "plain values and short lists).") from None
     if not isinstance(raw, dict):
         raise ConfigFileError(f"{path}: a config file holds sections of keys, not a {type(raw).__name__}.")
     return raw

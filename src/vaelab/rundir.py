@@ -247,6 +247,10 @@ def read_metrics(run_dir: str | os.PathLike) -> RunMetrics | None:
     if not isinstance(history, list):
         raise MetricsFileError(f"{path}: not a vaelab metrics file (no history list).")
     final = payload.get("final") if isinstance(payload.get("final"), dict) else {}
+    for key in ("eval_sizes", "environment"):
+        if not isinstance(payload.get(key) or {}, dict):
+            raise MetricsFileError(f"{path}: '{key}' should map names to values, got "
+                                   f"{type(payload[key]).__name__}; the file was changed by hand or damaged.")
     return RunMetrics(
         config=payload.get("config") if isinstance(payload.get("config"), dict) else {},
         history=history,

@@ -113,9 +113,14 @@ def read_run(run_dir: Path) -> ReportedRun:
 
 
 def _is_record(record: Any) -> bool:
-    return (isinstance(record, dict) and isinstance(record.get("epoch"), (int, float))
-            and all(isinstance(record.get(split), dict) and set(CORE_METRICS) <= set(record[split])
+    """An evaluation point with its epoch and every core metric of both splits as a number."""
+    return (isinstance(record, dict) and _is_number(record.get("epoch"))
+            and all(isinstance(record.get(split), dict) and all(_is_number(record[split].get(m)) for m in CORE_METRICS)
                     for split in ("train", "test")))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _read_json(path: Path) -> Any:

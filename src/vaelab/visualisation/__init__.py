@@ -52,11 +52,18 @@ def expected_figures(run_dir: str | Path) -> list[str]:
     frames, trained = bool(rundir.frame_paths(run_dir)), rundir.has_checkpoint(run_dir)
     names = [rundir.LATENT_SPACE_GIF, rundir.LATENT_SPACE_PNG, rundir.RECONSTRUCTIONS_GIF,
              rundir.RECONSTRUCTIONS_PNG] if frames else []
-    names += [rundir.METRICS_PNG] if read_history(run_dir) else []
+    names += [rundir.METRICS_PNG] if _has_history(run_dir) else []
     names += [rundir.SAMPLES_PNG, *([rundir.INTERPOLATIONS_PNG] if frames else []),
               *([rundir.MANIFOLD_PNG] if has_latent_plane(config.model.arch, config.model.latent_dim) else [])
               ] if trained else []
     return [*names, rundir.ARCHITECTURE_PNG]
+
+
+def _has_history(run_dir: Path) -> bool:
+    try:
+        return bool(read_history(run_dir))
+    except ArtifactError:  # unreadable: the metrics figure is then expected, so that drawing it names the file
+        return True
 
 
 def figures_outdated(run_dir: str | Path) -> bool:
