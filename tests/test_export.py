@@ -127,3 +127,12 @@ def test_export_refuses_to_overwrite_a_run_or_another_model(tmp_path, monkeypatc
     assert ("run directory" if target == "run" else "holds a model" if target == "earlier" else "is a file") in \
         " ".join(result.output.split())
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_export_under_a_regular_file_is_a_clear_error(tmp_path, monkeypatch):
+    model = trained_like(ModelConfig(latent_dim=2, hidden=(16,)))
+    monkeypatch.setattr("vaelab.checkpoint.load_model", lambda run_dir: (model, None))
+    (tmp_path / "afile").write_text("not a directory")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path), "--pretrained", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 1 and "afile is a file" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -33,6 +33,10 @@ def check_export_target(directory: Path, files: tuple[str, ...]) -> None:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise OutputDirError(f"{directory}: is a file, not a directory; give a new or empty directory to export to.")
+    blocking = next((parent for parent in directory.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise OutputDirError(f"{directory}: cannot be made, because {blocking} is a file; give a new or empty "
+                             "directory to export to.")
     in_the_way = [name for name in (*files, CHECKPOINT) if (directory / name).exists()]
     if in_the_way:
         what = "a run directory" if (directory / CHECKPOINT).exists() else "a directory that already holds a model"
