@@ -282,3 +282,13 @@ def test_cifar_refuses_pickles_that_run_code(tmp_path):
 def test_cifar_missing_without_download(tmp_path):
     with pytest.raises(DataNotFoundError, match="CIFAR-10 data not found.*downloading is turned off"):
         load_dataset("cifar10", tmp_path, download=False)
+
+
+def test_a_size_the_machine_could_not_hold_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3}, 16, "L")
+    decoded = []
+    monkeypatch.setattr(images, "decode_image", lambda *args: decoded.append(args))
+    monkeypatch.setattr("vaelab.resources.available_bytes", lambda device: 64 * 2**30)
+    with pytest.raises(DataError, match=r"6 images of 1x100000x100000 need about 279\.4 GiB .* has 64\.0 GiB free"):
+        load_folder(root, LoadOptions(channels=1, image_size=100_000))
+    assert decoded == []  # refused from the count and the size alone

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from . import data
+from . import data, resources
 from .data import Checksum, Dataset, ImageSplit
 from .errors import DataError, DataNotFoundError
 
@@ -188,6 +188,7 @@ Decoded = tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]  # images, labels
 def decode_folder(entries: list[FileEntry], options: LoadOptions, progress: bool | None = None) -> Decoded:
     """Decode every file into one uint8 (N, C, S, S) array; unreadable files are left out and listed."""
     channels, size = resolve_options(entries, options, progress)
+    check_decoded_size(len(entries), channels, size)
     workers = min(32, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda entry: decode_image(entry.path, channels, size), entries, chunksize=64)
@@ -204,6 +205,16 @@ def decode_folder(entries: list[FileEntry], options: LoadOptions, progress: bool
     labels = np.array([entries[i].label for i in good], dtype=np.int64)
     is_test = np.array([entries[i].test for i in good], dtype=bool)
     return images, labels, is_test, bad
+
+
+def check_decoded_size(count: int, channels: int, size: int) -> None:
+    """Refuse, before decoding, a folder that could not be held: its images as bytes, then as floats to train on."""
+    need = count * channels * size * size * (1 + 4)
+    free = resources.available_bytes(torch.device("cpu"))
+    if free is not None and need > free:
+        raise DataError(f"{count} images of {channels}x{size}x{size} need about {need / 2**30:,.1f} GiB (as bytes, "
+                        f"then as floats to train on), but the machine has {free / 2**30:,.1f} GiB free; choose a "
+                        "smaller --image-size.")
 
 
 def resolve_options(entries: list[FileEntry], options: LoadOptions, progress: bool | None) -> tuple[int, int]:
