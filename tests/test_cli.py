@@ -274,3 +274,12 @@ def test_lpips_weights_that_are_not_there_give_a_clear_message(tmp_path, monkeyp
     message = " ".join(result.output.split())  # the message is wrapped at 100 columns
     assert "vgg.pth does not exist" in message and "cannot download anything" in message
     assert "Traceback" not in result.output
+
+
+def test_warnings_print_as_vaelab_messages_without_a_source_line(capsys):
+    from vaelab.cli import show_warning
+
+    show_warning(UserWarning("/data: skipped 2 unreadable or corrupt image file(s): a.png"), UserWarning,
+                 "/src/vaelab/images.py", 82)
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: warning: /data: skipped 2") and "images.py" not in err and "82" not in err

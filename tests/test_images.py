@@ -292,3 +292,23 @@ def test_a_size_the_machine_could_not_hold_is_refused_before_decoding(tmp_path, 
     with pytest.raises(DataError, match=r"6 images of 1x100000x100000 need about 279\.4 GiB .* has 64\.0 GiB free"):
         load_folder(root, LoadOptions(channels=1, image_size=100_000))
     assert decoded == []  # refused from the count and the size alone
+
+
+def test_images_beside_class_folders_are_named_not_dropped_silently(tmp_path):
+    root = write_image_folder(tmp_path / "d", {"a": 10, "b": 10}, 16, "L")
+    write_image_folder(root, {"": 2}, 16, "L", start=100)  # two loose files at the top
+    with pytest.warns(UserWarning, match=r"2 image file\(s\) directly in d/ are not used.*00100.png, 00101.png"):
+        dataset = load_folder(root)
+    assert len(dataset.train) + len(dataset.test) == 20
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_with_its_reason_before_decoding(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "d", {"": 30}, size=16, mode="L")
+    write_image(root / "huge.png", Image.new("L", (24, 24)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 16x16 = 256 fits; 24x24 = 576 is over, under 2 x 300
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = load_folder(root, LoadOptions(channels=1, image_size=16))
+    messages = [str(w.message) for w in caught]
+    assert any("huge.png (over 64 megapixels" in m for m in messages), messages
+    assert len(dataset.train) + len(dataset.test) == 30

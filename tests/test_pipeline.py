@@ -173,4 +173,4 @@ def test_an_epoch_of_a_few_steps_is_warned_with_a_batch_size_to_try(mnist, tmp_p
     vaelab.train(small_config(epochs=1), tmp_path / "run", QUICK, dataset=mnist.head(70, 50), notify=messages.append)
     warning = next(m for m in messages if m.startswith("warning:"))
     assert "70 training images at --batch-size 64 make 2 optimiser steps per epoch" in warning
-    assert "try --batch-size 3" in warning
+    assert "try --batch-size 7" in warning

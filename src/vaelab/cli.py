@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,14 @@ def parse_latent_dims(text: str) -> list[int]:
     return list(dict.fromkeys(dims))
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as vaelab's own message, without the source line Python prints by default."""
+    click.echo(textwrap.fill(f"vaelab: warning: {message}", width=100, break_on_hyphens=False,
+                             break_long_words=False), err=True)
+
+
 def main() -> None:
+    warnings.showwarning = show_warning
     cli(prog_name="vaelab")
 
 

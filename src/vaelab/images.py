@@ -40,6 +40,11 @@ UNLABELLED = -1
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # Pillow refuses images larger than this many pixels (decompression bombs); vaelab never needs more.
 Image.MAX_IMAGE_PIXELS = 64_000_000
+# vaelab checks the limit itself, from the header, and names the files it skips: Pillow's own warning between
+# one and two times the limit would only repeat that, as a raw warning with a source line.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+UNREADABLE = "unreadable"
+TOO_LARGE = "over 64 megapixels, the decompression-bomb limit"
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
@@ -131,11 +136,25 @@ def list_folder(root: Path) -> tuple[list[FileEntry], tuple[str, ...]]:
         if [d.name for d in train_classes] != [d.name for d in test_classes]:
             raise DataError(_class_mismatch_message(root, train_classes, test_classes))
         classes = tuple(d.name for d in train_classes)
+        for directory in (train, test) if classes else ():
+            _warn_about_loose_files(root, directory)
         entries = _entries(root, train, train_classes, test=False) + _entries(root, test, test_classes, test=True)
         return entries, classes
     class_dirs = _class_dirs(root)
     classes = tuple(d.name for d in class_dirs)
+    if class_dirs:
+        _warn_about_loose_files(root, root)
     return _entries(root, root, class_dirs, test=None), classes
+
+
+def _warn_about_loose_files(root: Path, directory: Path) -> None:
+    """Images beside class folders belong to no class: say that they are left out rather than drop them silently."""
+    loose = sorted(p.name for p in directory.iterdir() if _is_image_file(p))
+    if loose:
+        named = ", ".join(loose[:NAMED_BAD_FILES]) + (" ..." if len(loose) > NAMED_BAD_FILES else "")
+        warnings.warn(f"{root}: {len(loose)} image file(s) directly in {directory.name or directory}/ are not used, "
+                      f"because its images are sorted into class folders: {named}. Move them into a class folder "
+                      "to use them.", UserWarning, stacklevel=4)
 
 
 def _class_dirs(directory: Path) -> list[Path]:
@@ -194,8 +213,12 @@ def decode_folder(entries: list[FileEntry], options: LoadOptions, progress: bool
         results = pool.map(lambda entry: decode_image(entry.path, channels, size), entries, chunksize=64)
         decoded = list(tqdm(results, total=len(entries), desc="decoding images", unit="img",
                             disable=None if progress is None else not progress))
-    good = [i for i, array in enumerate(decoded) if array is not None]
-    bad = [entries[i].relative for i, array in enumerate(decoded) if array is None]
+    good = [i for i, array in enumerate(decoded) if isinstance(array, np.ndarray)]
+    skipped = [(entries[i].relative, array) for i, array in enumerate(decoded) if not isinstance(array, np.ndarray)]
+    if all(reason == UNREADABLE for _, reason in skipped):
+        bad = [name for name, _ in skipped]
+    else:  # say why each was left out
+        bad = [f"{name} ({reason})" for name, reason in skipped]
     if not good:
         raise DataError(f"none of the {len(entries)} image files could be read "
                         f"(for example {', '.join(bad[:NAMED_BAD_FILES])}); are they images?")
@@ -259,14 +282,19 @@ def _common_square_size(headers: list[tuple[str, tuple[int, int]]]) -> int:
     return side
 
 
-def decode_image(path: Path, channels: int, size: int) -> np.ndarray | None:
-    """One file as uint8 (channels, size, size), or None when Pillow cannot read it."""
+def decode_image(path: Path, channels: int, size: int) -> np.ndarray | str:
+    """One file as uint8 (channels, size, size), or why it was skipped: unreadable, or larger than the
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), which is checked from the header before decoding."""
     try:
         with Image.open(path) as image:
+            if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                return TOO_LARGE
             image.load()
             return fit_image(image, channels, (size, size))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError):
-        return None
+    except Image.DecompressionBombError:  # Pillow's own refusal, at twice the limit, when the file is opened
+        return TOO_LARGE
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return UNREADABLE
 
 
 def fit_image(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
@@ -305,8 +333,9 @@ def _to_8_bit(image: Image.Image) -> Image.Image:
 def _warn_about_bad_files(root: Path, bad: list[str]) -> None:
     if bad:
         named = ", ".join(bad[:NAMED_BAD_FILES]) + (" ..." if len(bad) > NAMED_BAD_FILES else "")
-        warnings.warn(f"{root}: skipped {len(bad)} unreadable or corrupt image file(s): {named}",
-                      UserWarning, stacklevel=3)
+        reasons_given = any(name.endswith(f" ({TOO_LARGE})") for name in bad)
+        what = "image file(s) that could not be used" if reasons_given else "unreadable or corrupt image file(s)"
+        warnings.warn(f"{root}: skipped {len(bad)} {what}: {named}", UserWarning, stacklevel=3)
 
 
 # --- cache ----------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def check_trainable(dataset: Dataset) -> None:
 
 
 def few_steps_warning(images: int, batch_size: int, steps: int) -> str:
-    suggested = max(1, images // (2 * FEW_STEPS))
+    suggested = max(1, images // FEW_STEPS)
     return (f"warning: {images} training images at --batch-size {batch_size} make {steps} optimiser step"
             f"{'s' if steps != 1 else ''} per epoch, too few for the curves to say much; try --batch-size "
             f"{suggested} or more epochs.")
