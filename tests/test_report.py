@@ -364,3 +364,16 @@ def test_a_damaged_run_is_named_and_the_report_goes_on_with_the_rest(study, tmp_
     assert words in " ".join(result.output.split()) + (copy / "report.html").read_text()
     assert "Traceback" not in result.output
     assert f"latent size {FINISHED[-1]}" in (copy / "report.html").read_text().lower()
+
+
+def test_no_convergence_is_claimed_from_a_handful_of_steps_and_the_schedule_is_the_runs_own():
+    from vaelab.report.page import evaluation_schedule
+
+    few = synthetic_run(2, {1.0: 177.44, 2.0: 177.34})  # 70 images at batch 128: one step an epoch
+    for step, record in enumerate(few.history, start=1):
+        record["step"] = step
+    progress = dict(plain_reading(Study(Path("study"), [few], {})))["Convergence"]
+    assert "took only 1 optimiser step over that interval" in progress and "levelled off (under" not in progress
+    assert evaluation_schedule([few]) == "once per epoch"
+    assert evaluation_schedule([synthetic_run(2, {0.2: 190, 0.4: 180, 1.0: 160})]) == (
+        "two inside the first epoch, then one per epoch")

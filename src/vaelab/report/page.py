@@ -406,6 +406,16 @@ def animated_runs(study: Study, cells: Sequence[GridCell]) -> set[str]:
     return {cell.runs[0].name for cell in cells}
 
 
+def evaluation_schedule(runs: Sequence[ReportedRun]) -> str:
+    """When the runs were evaluated, as their histories say (not as the default settings would)."""
+    counts = sorted({sum(float(r["epoch"]) < 1 for r in run.history) for run in runs})
+    if counts == [0]:
+        return "once per epoch"
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+    inside = " or ".join(words.get(n, str(n)) for n in counts)
+    return f"{inside} inside the first epoch, then one per epoch"
+
+
 def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[tuple[str, str]],
                 cells: Sequence[GridCell] = ()) -> str:
     """The page; ``cells``: a grid study's runs pooled by cell (``cells.cells_of``)."""
@@ -439,6 +449,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         final_md=FINAL_MD,
         reading=reading,
         comparison_png=COMPARISON_PNG,
+        schedule=evaluation_schedule(runs),
         sections=[run_section(study.path, run, colours[run.name], anchor, run.name in animated)
                   for anchor, run in zip(anchors, runs, strict=True)],
     )

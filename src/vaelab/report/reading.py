@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from .study import ReportedRun, Study, comparable_runs
 
+FEW_STEPS = 10  # optimiser steps in an interval below which no convergence is claimed
 LEVELLED_OFF = 0.002
 
 
@@ -155,7 +156,7 @@ def describe_generalisation(runs: Sequence[ReportedRun]) -> str:
 
 def describe_progress(runs: Sequence[ReportedRun]) -> str | None:
     """Whether each finished run was still improving over its last evaluation interval."""
-    parts, still, rising = [], [], []
+    parts, still, rising, few = [], [], [], []
     for run in runs:
         if len(run.history) < 2 or not run.finished:
             continue
@@ -164,7 +165,10 @@ def describe_progress(runs: Sequence[ReportedRun]) -> str | None:
         drop = float(before["test"]["loss"]) - float(after["test"]["loss"])
         parts.append(f"{signed(-drop)} nats for latent size {run.latent_dim} (epoch {epoch_text(before['epoch'])} → "
                      f"{epoch_text(after['epoch'])})")
-        if drop < 0:
+        steps = int(after.get("step", 0)) - int(before.get("step", 0))
+        if 0 < steps < FEW_STEPS:  # a handful of steps says nothing about convergence
+            few.append((str(run.latent_dim), steps))
+        elif drop < 0:
             rising.append(str(run.latent_dim))
         elif span > 0 and drop / span > LEVELLED_OFF * float(after["test"]["loss"]):
             still.append(str(run.latent_dim))
@@ -178,7 +182,11 @@ def describe_progress(runs: Sequence[ReportedRun]) -> str | None:
     if rising:
         text += (f" For latent size{'s' if len(rising) > 1 else ''} {and_list(rising)} it rose: a rising test −ELBO "
                  "is the first sign of overfitting.")
-    if not still and not rising:
+    if few:
+        took = and_list([f"latent size {z} took only {n} optimiser step{'s' if n != 1 else ''}" for z, n in few])
+        text += (f" {took[0].upper()}{took[1:]} over that interval, too few to say whether training has levelled "
+                 "off (a smaller --batch-size gives more steps per epoch).")
+    elif not still and not rising:
         text += f" Every run has levelled off (under {LEVELLED_OFF:.1%} per epoch)."
     return text
 
