@@ -580,3 +580,16 @@ def test_head_cuts_both_splits_without_copying(mnist):
     assert (len(small.train), len(small.test)) == (100, 30) and small.name == mnist.name
     assert small.train.images.data_ptr() == mnist.train.images.data_ptr()
     assert torch.equal(small.test.labels, mnist.test.labels[:30])
+
+
+@pytest.mark.parametrize("in_the_way", ["directory", "loop"])
+def test_a_directory_or_link_loop_where_a_file_should_be_is_named_not_downloaded_over(tmp_path, in_the_way):
+    target = tmp_path / "train-images-idx3-ubyte.gz"
+    if in_the_way == "directory":
+        target.mkdir()
+    else:
+        target.symlink_to(target.name)  # points at itself
+    requested = []
+    with pytest.raises(DataError, match="where the data file train-images-idx3-ubyte should be"):
+        download_dataset("mnist", tmp_path, opener=lambda url, timeout: requested.append(url))
+    assert requested == []

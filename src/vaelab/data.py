@@ -360,7 +360,17 @@ def download_dataset(name: str, root: Path, *, opener: Opener | None = None) -> 
         raise DataNotFoundError(not_found_message(name, root, f"the directory cannot be created ({error})")) from error
     for resource in source.resources:
         if _find_idx_file(root, resource.filename) is None:
+            _refuse_what_is_in_the_way(root, resource.filename)
             _download_resource(name, source.mirrors, resource, root, opener)
+
+
+def _refuse_what_is_in_the_way(root: Path, filename: str) -> None:
+    """A directory, a broken link or a link loop under a data file's name: say so rather than download over it."""
+    for candidate in (root / filename, root / f"{filename}.gz"):
+        if os.path.lexists(candidate) and not candidate.is_file():
+            kind = "a directory" if candidate.is_dir() else "a link that leads to no file"
+            raise DataError(f"{candidate}: is {kind}, where the data file {filename} should be; move it away (vaelab "
+                            "would download the file there) or put the file in its place.")
 
 
 def _download_resource(
