@@ -5,6 +5,7 @@ label-based measures are absent and the report says why."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -121,3 +122,12 @@ def test_the_explorer_serves_the_rgb_study(rgb_study, tmp_path, monkeypatch):
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     encoded = client.post("/api/runs/latent_4/encode", json={"image": url}).get_json()
     assert len(encoded["input"]) == 16 * 16 * 3 and len(encoded["mu"]) == 4 and len(encoded["std"]) == 4
+
+
+@pytest.mark.slow
+def test_the_report_of_a_folder_of_colours_speaks_of_images_and_classes_not_digits(rgb_study):
+    html = (rgb_study / "report.html").read_text()
+    words = re.sub(r"<[^>]+>", " ", html)  # the text, not the markup
+    assert "digit" not in words.lower()
+    assert "reconstructs the test images" in words and "class probe" in words
+    assert "Fixed test images (top) and their reconstructions" in words

@@ -144,7 +144,7 @@ def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.d
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=epochs * steps_per_epoch)
     order_rng = torch.Generator().manual_seed(recipe.seed)
     model.train()
-    with tqdm(total=epochs * len(x), unit="img", unit_scale=True, desc="digit classifier",
+    with tqdm(total=epochs * len(x), unit="img", unit_scale=True, desc="classifier",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=order_rng).to(device)

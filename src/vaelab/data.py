@@ -31,6 +31,13 @@ from .errors import DataError, DataNotFoundError
 
 IDX_DATASETS = ("mnist", "fashion-mnist", "idx")
 DATASETS = (*IDX_DATASETS, "folder", "cifar10")  # the last two are read by vaelab.images (datasets.py picks)
+# Data sets whose images are digits: the only ones whose figures and report say "digit".
+DIGIT_DATASETS = ("mnist",)
+
+
+def item_word(dataset: str) -> str:
+    """What the data set's images are, in the plural, for words that follow the data: "digits" or "images"."""
+    return "digits" if dataset in DIGIT_DATASETS else "images"
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"

@@ -196,7 +196,7 @@ def measure(trainer: Trainer, store: RunStore, dataset: Dataset, options: RunOpt
     if dataset.labelled:
         classifier = load_or_train_classifier(dataset, trainer.device, progress=options.progress)
         if classifier.trained_now:
-            notify(f"trained the digit classifier for the generation score in {classifier.train_time_s:.0f} s "
+            notify(f"trained the classifier for the generation score in {classifier.train_time_s:.0f} s "
                    f"(test accuracy {classifier.test_accuracy:.2%}); cached in {classifier.path}")
     measures, seconds = final_measures(state.model, trainer.config, dataset, classifier, options.iwae_k)
     geometry, geometry_seconds = geometry_measures(state.model, trainer.config, dataset, classifier)

@@ -76,7 +76,7 @@ def save_figure(fig: Figure, path: Path) -> None:
 
 ANIMATIONS = (
     ((rundir.LATENT_SPACE_GIF, rundir.LATENT_SPACE_PNG), "Test-set latent space during training"),
-    ((rundir.RECONSTRUCTIONS_GIF, rundir.RECONSTRUCTIONS_PNG), "Fixed test digits (top) and their reconstructions"),
+    ((rundir.RECONSTRUCTIONS_GIF, rundir.RECONSTRUCTIONS_PNG), "Fixed test {items} (top) and their reconstructions"),
 )
 
 
@@ -85,7 +85,7 @@ TRAINING_FIGURE = ((rundir.METRICS_PNG,), "Train and test metrics against epoch"
 
 GENERATION_FIGURES = (
     ((rundir.SAMPLES_PNG,), "64 samples from the prior"),
-    ((rundir.INTERPOLATIONS_PNG,), "Interpolations through latent space between test digits"),
+    ((rundir.INTERPOLATIONS_PNG,), "Interpolations through latent space between test {items}"),
 )
 
 

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import __version__, architectures
 from ..config import has_latent_plane
+from ..data import item_word
 from ..grid import coords_text, value_text
 from ..metrics import POINT_METRICS, metric_of
 from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG
@@ -33,7 +34,7 @@ from .figures import (
     TRAINING_FIGURE,
     run_colours,
 )
-from .reading import and_list, duration, epoch_text
+from .reading import and_list, duration, epoch_text, probe_word
 from .study import ReportedRun, Study
 from .tables import TABLE_COLUMNS, Column, best_values, epochs_cell, format_cell, measure_columns
 
@@ -121,7 +122,7 @@ def run_section(study_dir: Path, run: ReportedRun, colour: str, anchor: str, ani
     for specs in figure_specs:
         row = []
         for names, caption in specs:
-            view = figure_view(study_dir, run, names, caption)
+            view = figure_view(study_dir, run, names, caption.format(items=item_word(run.dataset)))
             if view is None:
                 section.missing.append(names[0])
             else:
@@ -449,6 +450,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         final_md=FINAL_MD,
         reading=reading,
         comparison_png=COMPARISON_PNG,
+        probe_word=probe_word(runs[0].dataset) if runs else "class",
         schedule=evaluation_schedule(runs),
         sections=[run_section(study.path, run, colours[run.name], anchor, run.name in animated)
                   for anchor, run in zip(anchors, runs, strict=True)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ..data import item_word
 from .study import ReportedRun, Study, comparable_runs
 
 FEW_STEPS = 10  # optimiser steps in an interval below which no convergence is claimed
@@ -40,12 +41,18 @@ def signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
 
 
+def probe_word(dataset: str) -> str:
+    """What the probe and the classifier tell apart: digits on digit data, else classes."""
+    return "digit" if item_word(dataset) == "digits" else "class"
+
+
 def describe_reconstruction(runs: Sequence[ReportedRun], others: bool) -> str:
     if len(runs) == 1:
         run = runs[0]
         only = ("Only latent size {} has finished" if others and run.finished else "Only latent size {} has results"
                 ).format(run.latent_dim)
-        return (f"{only} so far: at epoch {epoch_text(run.epochs_done)} it reconstructs the test digits with MSE "
+        return (f"{only} so far: at epoch {epoch_text(run.epochs_done)} it reconstructs the test "
+                f"{item_word(run.dataset)} with MSE "
                 f"{run.test('mse'):.4f}, SSIM {run.test('ssim'):.3f} and PSNR {run.test('psnr'):.2f} dB.")
     by_mse = sorted(runs, key=lambda r: r.test("mse"))
     best, worst = by_mse[0], by_mse[-1]
@@ -53,7 +60,8 @@ def describe_reconstruction(runs: Sequence[ReportedRun], others: bool) -> str:
     if best.test("mse") > 0:
         factor = worst.test("mse") / best.test("mse")
         ratio = f" ({factor:.1f}× lower)" if factor >= 1.5 else f" ({1 - 1 / factor:.1%} lower)"
-    text = (f"Latent size {best.latent_dim} reconstructs the test digits best: MSE {best.test('mse'):.4f} against "
+    text = (f"Latent size {best.latent_dim} reconstructs the test {item_word(best.dataset)} best: MSE "
+            f"{best.test('mse'):.4f} against "
             f"{worst.test('mse'):.4f} for latent size {worst.latent_dim}{ratio}, SSIM {best.test('ssim'):.3f} "
             f"against {worst.test('ssim'):.3f}, PSNR {best.test('psnr'):.2f} dB against {worst.test('psnr'):.2f} dB.")
     order = [r.latent_dim for r in by_mse]
@@ -219,11 +227,13 @@ def describe_final_measures(runs: Sequence[ReportedRun]) -> str | None:
                          + " of its units unused: their posterior stays at the prior whatever the image.")
     if len(runs) > 1 and have("probe_accuracy"):
         best = max(runs, key=lambda r: r.final["probe_accuracy"])
-        parts.append(f"A nearest-neighbour digit probe on the posterior means is most accurate for latent size "
+        parts.append(f"A nearest-neighbour {probe_word(best.dataset)} probe on the posterior means is most accurate "
+                     "for latent size "
                      f"{best.latent_dim}: {each(lambda r: r.final['probe_accuracy'], '.1%')}.")
     if len(runs) > 1 and have("fd_classifier"):
         best = min(runs, key=lambda r: r.final["fd_classifier"])
-        parts.append(f"Prior samples look most like test digits to a digit classifier for latent size "
+        parts.append(f"Prior samples look most like test {item_word(best.dataset)} to a {probe_word(best.dataset)} "
+                     "classifier for latent size "
                      f"{best.latent_dim} (Fréchet distance of its features, lower is better: "
                      f"{each(lambda r: r.final['fd_classifier'], '.2f')}).")
     return " ".join(parts) or None

@@ -30,6 +30,11 @@ class ReportedRun:
     coords: tuple[tuple[str, Any], ...] = ()  # a grid study's run: (dotted key, value) per axis, then the seed
 
     @property
+    def dataset(self) -> str:
+        """The data set's name (a config without one is the default's, MNIST)."""
+        return str((self.config.get("data") or {}).get("dataset", "mnist"))
+
+    @property
     def name(self) -> str:
         """The run's directory name: what tells runs apart in a grid, where latent sizes repeat."""
         return self.path.name
