@@ -593,3 +593,8 @@ def test_a_directory_or_link_loop_where_a_file_should_be_is_named_not_downloaded
     with pytest.raises(DataError, match="where the data file train-images-idx3-ubyte should be"):
         download_dataset("mnist", tmp_path, opener=lambda url, timeout: requested.append(url))
     assert requested == []
+
+
+def test_only_digit_data_sets_are_called_digits():
+    assert data.item_word("mnist") == "digits"
+    assert {data.item_word(name) for name in ("fashion-mnist", "idx", "folder", "cifar10")} == {"images"}

@@ -597,3 +597,7 @@ def test_slow_clients_do_not_lock_out_a_normal_request(live_server):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_a_missing_test_image_is_named_in_the_data_sets_words(client):
+    assert "no test digit 10000" in error_of(client.get("/api/runs/latent_2/digits/10000"), 404)  # MNIST: digits

@@ -33,6 +33,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from . import guard
+from .data import item_word
 from .errors import VaelabError
 from .explorer import (
     MAX_INTERPOLATION_STEPS,
@@ -138,7 +139,8 @@ def add_data_routes(app: Flask, explorer: Explorer) -> None:
     def digit(name: str, index: int) -> Response:
         run = find_run(explorer, name)
         if index >= len(explorer.test_labels):
-            raise NotFound(f"no test digit {index}; the test set has {len(explorer.test_labels)} images "
+            raise NotFound(f"no test {item_word(explorer.dataset)[:-1]} {index}; the test set has "
+                           f"{len(explorer.test_labels)} images "
                            f"(0 to {len(explorer.test_labels) - 1}).")
         return jsonify(index=index, label=int(explorer.test_labels[index]), mu=rounded(run.test_mu[index], 5),
                        pixels=pixels(explorer.display_image(index)))
