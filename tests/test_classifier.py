@@ -8,7 +8,7 @@ from vaelab import classifier as classifier_module
 from vaelab.classifier import (
     DEFAULT_RECIPE,
     ClassifierRecipe,
-    DigitClassifier,
+    ImageClassifier,
     accuracy,
     cache_path,
     classifier_cache_dir,
@@ -22,7 +22,7 @@ TINY = ClassifierRecipe(epochs=1, train_size=1024, channels=(4, 8), features=16,
 
 
 def test_features_are_the_penultimate_layer_and_logits_follow_from_them():
-    model = DigitClassifier(ClassifierRecipe(features=24))
+    model = ImageClassifier(ClassifierRecipe(features=24))
     x = torch.rand(5, 1, 28, 28)
     features, logits = features_and_logits(model, x, batch_size=2)
     assert features.shape == (5, 24) and logits.shape == (5, 10) and (features >= 0).all()

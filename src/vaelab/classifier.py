@@ -1,4 +1,4 @@
-"""A small convolutional digit classifier that scores generated images, trained once per dataset.
+"""A small convolutional classifier of the data set's classes that scores generated images, trained once per dataset.
 
 Its penultimate features (``FEATURES`` numbers after a ReLU) give a Fréchet distance between
 generated and real images, in the spirit of FID but in vaelab's own feature space (not Inception's,
@@ -61,7 +61,7 @@ class ClassifierRecipe:
 DEFAULT_RECIPE = ClassifierRecipe()
 
 
-class DigitClassifier(nn.Module):
+class ImageClassifier(nn.Module):
     """Two 3x3 conv + max-pool stages (28 -> 14 -> 7 on MNIST), a ReLU feature layer and a linear head;
     built for the data's image shape and number of classes."""
 
@@ -84,7 +84,7 @@ class DigitClassifier(nn.Module):
 
 @dataclass
 class TrainedClassifier:
-    model: DigitClassifier
+    model: ImageClassifier
     test_accuracy: float  # on the dataset's test split
     train_time_s: float  # wall time of the training that made it (on the machine that trained it)
     path: Path | None  # the cache file, or None when not cached
@@ -97,7 +97,7 @@ FEATURE_BATCH = 512
 
 
 @torch.no_grad()
-def features_and_logits(model: DigitClassifier, images: torch.Tensor, batch_size: int = FEATURE_BATCH):
+def features_and_logits(model: ImageClassifier, images: torch.Tensor, batch_size: int = FEATURE_BATCH):
     """Penultimate features (N, FEATURES) and logits (N, classes) of float images in [0, 1]."""
     model.eval()
     model.to(memory_format=torch.channels_last)  # in place and value-preserving; a no-op after the first call
@@ -110,7 +110,7 @@ def features_and_logits(model: DigitClassifier, images: torch.Tensor, batch_size
     return torch.cat(features), torch.cat(logits)
 
 
-def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     _, logits = features_and_logits(model, images)
     return (logits.argmax(1).cpu() == labels.cpu()).double().mean().item()
 
@@ -124,12 +124,12 @@ def num_classes(dataset: Dataset) -> int:
     return max(NUM_CLASSES, highest + 1)
 
 
-def _new_classifier(recipe: ClassifierRecipe, dataset: Dataset) -> DigitClassifier:
-    return DigitClassifier(recipe, num_classes(dataset), dataset.image_shape)
+def _new_classifier(recipe: ClassifierRecipe, dataset: Dataset) -> ImageClassifier:
+    return ImageClassifier(recipe, num_classes(dataset), dataset.image_shape)
 
 
 def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.device,
-                     progress: bool = False) -> DigitClassifier:
+                     progress: bool = False) -> ImageClassifier:
     """Adam with a one-cycle learning rate: >= 99% test accuracy on MNIST after three epochs (README)."""
     x = as_float_images(dataset.train.images, device)
     y = dataset.train.labels.to(device)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .classifier import DigitClassifier, TrainedClassifier, features_and_logits
+from .classifier import ImageClassifier, TrainedClassifier, features_and_logits
 from .config import RunConfig
 from .data import NUM_CLASSES, Dataset
 from .latent_geometry import aggregate_posterior_kl, fitted_prior_samples, interpolation_jump
@@ -170,7 +170,7 @@ def reconstructions(model: VAE, images: torch.Tensor, batch_size: int = 2000) ->
 _REFERENCE_STATISTICS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def reference_statistics(classifier: DigitClassifier, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def reference_statistics(classifier: ImageClassifier, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """feature_statistics of the classifier's features of ``images``, kept for the process: every run of a
     study compares its samples with the same test set through the same classifier, so later runs skip a
     third of the generation score's classifier passes. The key hashes the weights and the pixels."""
