@@ -31,8 +31,7 @@ class VaelabGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VaelabError as exc:
-            message = textwrap.fill(f"vaelab: {exc}", width=100, break_on_hyphens=False, break_long_words=False)
-            click.echo(message, err=True)
+            click.echo(paragraph(f"vaelab: {exc}"), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("vaelab: interrupted.", err=True)
@@ -273,10 +272,14 @@ def parse_latent_dims(text: str) -> list[int]:
     return list(dict.fromkeys(dims))
 
 
+def paragraph(text: str) -> str:
+    """A message wrapped at 100 columns, words and paths kept whole."""
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
+
+
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as vaelab's own message, without the source line Python prints by default."""
-    click.echo(textwrap.fill(f"vaelab: warning: {message}", width=100, break_on_hyphens=False,
-                             break_long_words=False), err=True)
+    click.echo(paragraph(f"vaelab: warning: {message}"), err=True)
 
 
 def main() -> None:

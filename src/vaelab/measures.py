@@ -35,11 +35,11 @@ from .latent_geometry import aggregate_posterior_kl, fitted_prior_samples, inter
 from .losses import reconstruction_nll
 from .models import VAE
 from .prepare import as_float_images, evaluation_images, posterior_means
+from .resources import IWAE_ROWS
 from .training import Scorer
 
 DEFAULT_IWAE_K = 32  # ~4 s of one CPU core for 10,000 test images with the default mlp (README)
 IWAE_SEED = 4321
-IWAE_ROWS = 8192  # images x samples decoded at once
 ACTIVE_UNIT_THRESHOLD = 0.01
 PROBE_TRAIN_SIZE = 10_000
 PROBE_SUBSET_SEED = 1

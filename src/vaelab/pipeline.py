@@ -31,19 +31,18 @@ from .config import RunConfig
 from .data import Dataset
 from .datasets import load_dataset
 from .errors import DataError, Interrupted, ReportError, SettingsError, VaelabError
-from .measures import DEFAULT_IWAE_K, final_measures, geometry_measures, iwae_each_epoch
+from .measures import DEFAULT_IWAE_K, PROBE_NEIGHBOURS, final_measures, geometry_measures, iwae_each_epoch
 from .metrics import summary_text
 from .models import VAE
 from .report import Report, build_report
 from .run_store import RunStore
-from .training import Trainer, select_device
+from .training import FEW_STEPS, Trainer, select_device
 
 DEFAULT_STUDY_DIR = Path("runs/study")
 DEFAULT_LATENT_DIMS = (2, 4, 16)
 # Fewer cannot be scored: the latent probe asks for 5 neighbours, a Fréchet distance for a covariance.
-MIN_TRAIN_IMAGES = 5
+MIN_TRAIN_IMAGES = PROBE_NEIGHBOURS
 MIN_TEST_IMAGES = 2
-FEW_STEPS = 10  # optimiser steps per epoch below which a run is warned that its curves say little
 Notify = Callable[[str], None]
 
 
@@ -152,8 +151,8 @@ def check_trainable(dataset: Dataset) -> None:
         if len(images) < least:
             raise DataError(f"{dataset.name} data in {dataset.root}: its {split} split has {len(images)} images; "
                             f"vaelab needs at least {MIN_TRAIN_IMAGES} training and {MIN_TEST_IMAGES} test images to "
-                            "train a model and score it (the latent probe asks for 5 neighbours, a Fréchet distance "
-                            "for a spread).")
+                            f"train a model and score it (the latent probe asks for {PROBE_NEIGHBOURS} neighbours, a "
+                            "Fréchet distance for a spread).")
 
 
 def few_steps_warning(images: int, batch_size: int, steps: int) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import architectures
 from .config import RunConfig
 from .errors import SettingsError
 from .models import VAE
@@ -22,7 +23,7 @@ BYTES = 4  # float32
 TRAINING_COPIES = 4  # per parameter: the weight, its gradient and Adam's two moments
 ACTIVATION_COPIES = 8  # per image and pixel in a training step: input, logits, means, losses, their gradients
 IWAE_COPIES = 4  # per sample and pixel: the logits, the mean image and two log-probability terms
-IWAE_ROWS = 8192  # images x samples decoded at once (measures.IWAE_ROWS)
+IWAE_ROWS = 8192  # images x samples the IWAE decodes at once (measures.iwae_log_likelihood)
 
 
 def parameter_count(config: RunConfig) -> int:
@@ -38,7 +39,7 @@ def parameter_count(config: RunConfig) -> int:
 
 
 def _widths(config: RunConfig) -> str:
-    return ",".join(map(str, config.model.hidden if config.model.arch == "mlp" else config.model.channels))
+    return ",".join(map(str, getattr(config.model, architectures.get(config.model.arch).widths_field)))
 
 
 def needed_bytes(config: RunConfig, iwae_k: int | None) -> tuple[int, str]:

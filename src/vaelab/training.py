@@ -41,6 +41,7 @@ TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whate
 RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")  # TrainState's position
 TRAINING_DEVICES = ("cpu", "cuda", "mps")
 SYNC_EVERY = 50  # steps between host syncs that check the losses (and agree on Ctrl-C under DDP)
+FEW_STEPS = 10  # optimiser steps (an epoch's, an interval's) below which the curves say little about convergence
 # Scores added to an evaluation point's record beyond the split metrics (the test IWAE each epoch, say):
 # (model, record so far) -> entries to add.
 Scorer = Callable[[VAE, dict[str, Any]], dict[str, Any]]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..data import item_word
+from ..training import FEW_STEPS
 from .study import ReportedRun, Study, comparable_runs
 
-FEW_STEPS = 10  # optimiser steps in an interval below which no convergence is claimed
 LEVELLED_OFF = 0.002
 
 
