@@ -4,8 +4,12 @@ conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +86,35 @@ class OnPoint(Callback):
 
     def on_eval_point(self, point: EvalPoint) -> None:
         self.action(point)
+
+
+@contextlib.contextmanager
+def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
+    """A copy of ``source`` that cannot be written: on a read-only file system where this process can mount one
+    (root: a tmpfs remounted read-only, which root's rights do not get past), else in directories without write
+    permission. Skips the test where neither holds."""
+    mount_point = where / "read_only"
+    mount_point.mkdir()
+    copy = mount_point / source.name
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount_point)],
+                          capture_output=True).returncode != 0:
+            import pytest
+
+            pytest.skip("running as root where a read-only file system cannot be mounted")
+        try:
+            shutil.copytree(source, copy)
+            subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+            yield copy
+        finally:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        return
+    shutil.copytree(source, copy)
+    directories = [mount_point, copy, *(p for p in copy.rglob("*") if p.is_dir())]
+    for d in directories:
+        d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        yield copy
+    finally:
+        for d in directories:
+            d.chmod(stat.S_IRWXU)

@@ -283,3 +283,14 @@ def test_warnings_print_as_vaelab_messages_without_a_source_line(capsys):
                  "/src/vaelab/images.py", 82)
     err = capsys.readouterr().err
     assert err.startswith("vaelab: warning: /data: skipped 2") and "images.py" not in err and "82" not in err
+
+
+def test_a_file_the_system_refuses_is_named_in_one_paragraph_not_a_traceback(tmp_path, monkeypatch):
+    def failing_disk(study_dir):
+        raise OSError(5, "Input/output error", str(tmp_path / "report.html"))
+
+    monkeypatch.setattr("vaelab.cli.build_report", failing_disk)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--no-figures"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message.startswith(f"vaelab: {tmp_path / 'report.html'}: Input/output error. Check the path")

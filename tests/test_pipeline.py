@@ -169,8 +169,8 @@ def test_splits_too_small_to_train_or_score_are_refused_before_training(train, t
 
 
 def test_an_epoch_of_a_few_steps_is_warned_with_a_batch_size_to_try(mnist, tmp_path):
-    messages = []
-    vaelab.train(small_config(epochs=1), tmp_path / "run", QUICK, dataset=mnist.head(70, 50), notify=messages.append)
-    warning = next(m for m in messages if m.startswith("warning:"))
+    with pytest.warns(UserWarning, match="optimiser steps per epoch") as caught:
+        vaelab.train(small_config(epochs=1), tmp_path / "run", QUICK, dataset=mnist.head(70, 50))
+    warning = next(str(w.message) for w in caught if "optimiser steps" in str(w.message))
     assert "70 training images at --batch-size 64 make 2 optimiser steps per epoch" in warning
     assert "try --batch-size 7" in warning

@@ -28,10 +28,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import vaelab
 import vaelab.atomic
 import vaelab.training
 from fault_driver import moment_patch, send
-from helpers import OnPoint, write_idx, write_idx_dataset
+from helpers import OnPoint, read_only_copy, write_idx, write_idx_dataset
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -126,7 +127,7 @@ def stale_temp_files(run: Path) -> list[Path]:
 
 def check_consistent(run: Path, ref: Path) -> tuple[dict | None, list[dict]]:
     """What a kill left: a loadable checkpoint (or none) and metrics files, each a prefix of the reference
-    history with no record duplicated or missing, the checkpoint never ahead of metrics.json."""
+    history with no record duplicated or missing, metrics.json never ahead of the checkpoint."""
     ref_history = without_time(strict_json(ref / "metrics.json")["history"])
     history = strict_json(run / "metrics.json")["history"] if (run / "metrics.json").exists() else []
     assert without_time(history) == ref_history[: len(history)]
@@ -134,9 +135,9 @@ def check_consistent(run: Path, ref: Path) -> tuple[dict | None, list[dict]]:
         rows = csv_rows(run / "metrics.csv")
         assert rows == csv_rows(ref / "metrics.csv")[: len(rows)] and len(rows) <= len(history)
     checkpoint = load_checkpoint(run / "checkpoint.pt") if (run / "checkpoint.pt").exists() else None
-    if checkpoint is not None:
-        assert without_time(checkpoint["history"]) == ref_history[: len(checkpoint["history"])]
-        assert len(checkpoint["history"]) <= len(history)
+    held = checkpoint["history"] if checkpoint is not None else []
+    assert without_time(held) == ref_history[: len(held)]
+    assert history == held[: len(history)]
     return checkpoint, history
 
 
@@ -169,29 +170,30 @@ def test_kill_9_at_any_moment_then_resume_gives_the_uninterrupted_run(tiny, refe
     ref, run = reference / "latent_2", tmp_path / "run"
     resume = ["train", "--run-dir", str(run), "--resume", "--no-measures", "--no-progress"]
 
-    # During the 3rd evaluation point of epoch 1 (step 4): no checkpoint yet, the first two points recorded.
+    # During the 3rd evaluation point of epoch 1 (step 4): no checkpoint yet, so no history on disk either.
     killed = run_vaelab("train", "-z", "2", "--run-dir", str(run), *tiny, fault=("eval", 3, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     checkpoint, history = check_consistent(run, ref)
-    assert checkpoint is None and [r["step"] for r in history] == [1, 3]
+    assert checkpoint is None and history == []
 
     # While writing the first checkpoint: its temporary file is complete but never renamed into place.
     killed = run_vaelab(*resume, fault=("write:checkpoint.pt", 1, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     checkpoint, history = check_consistent(run, ref)
-    assert checkpoint is None and len(history) == 6
+    assert checkpoint is None and history == []
     assert [p.name.split(".tmp")[0] for p in stale_temp_files(run)] == [".checkpoint.pt"]
 
-    # Between metrics.json and metrics.csv at the end of epoch 2; the leftover temporary file was cleared.
-    killed = run_vaelab(*resume, fault=("write:metrics.csv", 7, "KILL"))
+    # Between metrics.json and metrics.csv at the end of epoch 2, both written after its checkpoint; the
+    # leftover temporary file was cleared.
+    killed = run_vaelab(*resume, fault=("write:metrics.csv", 2, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     checkpoint, history = check_consistent(run, ref)
-    assert checkpoint["epoch"] == 1 and len(history) == 7 and len(csv_rows(run / "metrics.csv")) == 6
+    assert checkpoint["epoch"] == 2 and len(history) == 7 and len(csv_rows(run / "metrics.csv")) == 6
     assert [p.name.split(".tmp")[0] for p in stale_temp_files(run)] == [".metrics.csv"]
-    epoch_1 = checkpoint["history"]
+    epoch_2 = checkpoint["history"]
     saved = snapshot(run)["checkpoint.pt"]
 
-    # In the middle of step 13 (the 5th of this process), after the backward pass, before the update.
+    # In the middle of step 21 (the 5th of this process), after the backward pass, before the update.
     killed = run_vaelab(*resume, fault=("step", 5, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     checkpoint, history = check_consistent(run, ref)
@@ -200,8 +202,8 @@ def test_kill_9_at_any_moment_then_resume_gives_the_uninterrupted_run(tiny, refe
     finished = run_vaelab(*resume)
     assert finished.returncode == 0, finished.stderr
     assert_same_run(run, ref)
-    # Resumed, not restarted: epoch 1's records are the ones the checkpoint carried, wall-clock times included.
-    assert strict_json(run / "metrics.json")["history"][:6] == epoch_1
+    # Resumed, not restarted: epoch 2's records are the ones the checkpoint carried, wall-clock times included.
+    assert strict_json(run / "metrics.json")["history"][:7] == epoch_2
 
 
 def frames_hook(calls: list[int], kill_at: int | None = None):
@@ -311,9 +313,8 @@ def test_an_absurd_learning_rate_stops_with_the_step_and_the_cause(tiny, tmp_pat
     assert result.exit_code == 3, result.output
     step = int(re.search(r"(?:at|after|by) step (\d+)", message).group(1))
     assert "--lr, now 1e+06" in message and "No checkpoint had been saved yet" in message
-    assert not (run / "checkpoint.pt").exists()
-    # Nothing non-finite reached the history: every record is from before the bad step.
-    assert all(r["step"] < step for r in strict_json(run / "metrics.json")["history"])
+    assert step <= 8  # in epoch 1: no checkpoint, so no history on disk to run ahead of it
+    assert not (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists()
 
 
 def poison_the_training_loss(monkeypatch, at_call: int, make_bad) -> None:
@@ -431,6 +432,30 @@ def test_a_read_only_output_directory_is_refused_before_training(tiny, tmp_path)
     assert str(parent / "run") in one_line(result.output)
 
 
+def test_a_read_only_study_is_read_served_and_exported_from_but_never_written(tiny, reference, tmp_path):
+    with read_only_copy(reference, tmp_path) as study:
+        refused = {
+            "report": (["report", study], f"cannot write the report to {study}"),
+            "export into it": (["export", study / "latent_2", "--pretrained", study / "model"],
+                               f"cannot write the exported model to {study / 'model'}"),
+            "a study in it": (["study", "--study-dir", study / "more", *tiny], f"cannot write the study to {study}"),
+            "resume a run": (["train", "--run-dir", study / "latent_2", "--resume", "--epochs", "4"],
+                             f"cannot write to the output directory {study / 'latent_2'}"),
+        }
+        for case, (args, expected) in refused.items():
+            result = invoke(*args)
+            message = one_line(result.output)
+            assert result.exit_code == 1 and expected in message and "Traceback" not in message, (case, message)
+            assert "not writable (a read-only file system)" in message or "Read-only" in message, (case, message)
+        exported = invoke("export", study / "latent_2", "--pretrained", tmp_path / "model")
+        assert exported.exit_code == 0, exported.output
+    # What it read is what was trained: the exported weights are the run's.
+    model, _ = load_model(reference / "latent_2")
+    loaded = vaelab.VAE.from_pretrained(tmp_path / "model")
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_a_full_disk_is_refused_before_training(tiny, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 10 * 2**20, 10 * 2**20))
@@ -459,7 +484,10 @@ def test_a_disk_that_fills_during_training_loses_nothing(victim, tiny, tmp_path,
     message = one_line(result.output)
     assert result.exit_code == 1
     assert f"{run / victim}: cannot be written (No space left on device)" in message and "Traceback" not in message
-    assert snapshot(run)["checkpoint.pt"] == before["checkpoint.pt"] and stale_temp_files(run) == []
+    assert snapshot(run)[victim] == before[victim] and stale_temp_files(run) == []
+    # The checkpoint is written first, so the history on disk never runs ahead of it.
+    kept = load_checkpoint(run / "checkpoint.pt")["history"]
+    assert strict_json(run / "metrics.json")["history"] == kept[: len(strict_json(run / "metrics.json")["history"])]
 
     assert invoke("train", "--run-dir", run, "--resume", "--no-measures", "--epochs", "2",
                   "--no-progress").exit_code == 0

@@ -49,15 +49,16 @@ def test_an_existing_run_is_continued_only_on_resume_and_only_with_its_own_confi
         pass
 
 
-def test_it_writes_the_config_each_point_the_checkpoint_and_the_final_measures(tmp_path):
+def test_it_writes_the_config_then_each_checkpoint_with_its_history_and_the_final_measures(tmp_path):
     config, store = small_config(), RunStore(tmp_path)
     store.on_fit_start(RunStart(tmp_path, config, False, (), {"train": 4, "test": 2}, {"device": "cpu"}))
     assert (tmp_path / rundir.CONFIG).exists() and rundir.read_metrics(tmp_path) is None
     store.on_eval_point(point(tmp_path))
-    assert rundir.read_metrics(tmp_path).history == [RECORD]
+    assert rundir.read_metrics(tmp_path) is None  # a point is written with the checkpoint that holds it
+    store.on_checkpoint(Checkpoint(8, checkpoint_state(config), (RECORD,)))
+    assert (tmp_path / rundir.CHECKPOINT).exists() and rundir.read_metrics(tmp_path).history == [RECORD]
     written = (tmp_path / rundir.METRICS_JSON).stat().st_mtime_ns
     store.on_checkpoint(Checkpoint(8, checkpoint_state(config), (RECORD,)))
-    assert (tmp_path / rundir.CHECKPOINT).exists()
     assert (tmp_path / rundir.METRICS_JSON).stat().st_mtime_ns == written  # the same history: not written again
     store.record_final({"active_units": 2})
     metrics = rundir.read_metrics(tmp_path)

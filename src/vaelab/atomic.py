@@ -30,6 +30,26 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(directory: str | os.PathLike, purpose: str) -> None:
+    """Refuse, before any work, to write ``purpose`` under ``directory`` where that cannot succeed: a read-only
+    file system or a directory without write permission (its nearest existing ancestor, when it is still to be
+    made). Creates nothing. ``access`` answers for the effective user, so root passes where permissions
+    alone would stop another user, but not on a read-only file system."""
+    target = Path(directory)
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only_mount(existing) else "no write permission"
+        raise OutputDirError(f"cannot write {purpose} to {target}: {existing} is not writable ({why}). Choose a "
+                             "writable directory, or copy the files somewhere writable first.")
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_file(path) as f:
         f.write(data)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from . import __version__, grid, pipeline, rundir
+from .atomic import check_writable
 from .errors import Interrupted, ReportError, VaelabError
 from .metrics import summary_text
 from .options import build_config, given, run_options, study_options, training_options
@@ -36,6 +37,11 @@ class VaelabGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("vaelab: interrupted.", err=True)
             ctx.exit(130)
+        except OSError as exc:  # the last net: a file that could not be read or written is named, not traced
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(paragraph(f"vaelab: {where}{exc.strerror or exc}. Check the path, its permissions and "
+                                 "free space, then run the command again."), err=True)
+            ctx.exit(1)
 
 
 def summary_line(name: int | str, history: list[dict[str, Any]]) -> str:
@@ -188,6 +194,7 @@ def report(study_dir: Path, figures: bool) -> None:
 
     Works on runs that are still training or were interrupted: each shows its latest evaluation point.
     """
+    check_writable(study_dir, "the report")  # before any figure is redrawn
     if figures:
         for run_dir, outcome in redraw_stale_figures(study_dir).items():
             click.echo(f"figures of {run_dir}: {outcome}")

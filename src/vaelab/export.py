@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import check_writable
 from .errors import OutputDirError, VaelabError
 from .models import VAE
 from .rundir import CHECKPOINT, DECODER_ONNX, ENCODER_ONNX, PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
@@ -42,6 +43,7 @@ def check_export_target(directory: Path, files: tuple[str, ...]) -> None:
         what = "a run directory" if (directory / CHECKPOINT).exists() else "a directory that already holds a model"
         raise OutputDirError(f"{directory}: is {what} ({', '.join(in_the_way)}); exporting there would overwrite "
                              "it. Export into a new or empty directory, or remove those files first.")
+    check_writable(directory, "the exported model")
 
 
 class _Encoder(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import distributed, grid, parallel, resources, rundir
+from .atomic import check_writable
 from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint
 from .config import RunConfig
@@ -118,7 +120,8 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
                       ddp=ddp)
     resources.check_fits(config, trainer.device, options.iwae_k if options.measures else None)
     if trainer.is_main and trainer.steps_per_epoch < FEW_STEPS:
-        notify(few_steps_warning(len(dataset.train), config.train.batch_size, trainer.steps_per_epoch))
+        warnings.warn(few_steps_warning(len(dataset.train), config.train.batch_size, trainer.steps_per_epoch),
+                      UserWarning, stacklevel=2)
     trainer.scorers = point_scorers(trainer, options)
     own, tracking = own_callbacks(trainer, options, dataset) if trainer.is_main else ([], None)
     user = CallbackList(callbacks if trainer.is_main else [])
@@ -157,7 +160,7 @@ def check_trainable(dataset: Dataset) -> None:
 
 def few_steps_warning(images: int, batch_size: int, steps: int) -> str:
     suggested = max(1, images // FEW_STEPS)
-    return (f"warning: {images} training images at --batch-size {batch_size} make {steps} optimiser step"
+    return (f"{images} training images at --batch-size {batch_size} make {steps} optimiser step"
             f"{'s' if steps != 1 else ''} per epoch, too few for the curves to say much; try --batch-size "
             f"{suggested} or more epochs.")
 
@@ -306,6 +309,7 @@ def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, se
     device = select_device(base.train.device)
     for run in planned:  # the data's image shape is not known yet: the config's (MNIST's unless set)
         resources.check_fits(run.config, device, options.iwae_k if options.measures else None)
+    check_writable(study_dir, "the study")
     study_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_study_file(study_dir, dims, None if plan_grid.latent_only else {
         **plan_grid.to_dict(), "base_config": base.to_dict(),

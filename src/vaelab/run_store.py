@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoin
 from .config import RunConfig
 from .errors import CheckpointError, OutputDirError
 from .locks import RunLock
-from .rundir import CHECKPOINT, CONFIG, write_metrics
+from .rundir import CHECKPOINT, CONFIG, MetricsFileError, read_metrics, write_metrics
 from .training import RESUMED_STATE, Trainer
 
 MIN_FREE_BYTES = 64 * 2**20
@@ -77,20 +77,30 @@ class RunStore(Callback):
         self.config, self.history = start.config, list(start.history)
         self.eval_sizes, self.environment = dict(start.eval_sizes), dict(start.environment)
         start.config.save(self.run_dir / CONFIG)
+        if start.history and self._history_on_disk() != self.history:  # a failed write left it behind the checkpoint
+            self._write_metrics()
 
     def on_eval_point(self, point: EvalPoint) -> None:
+        # Kept, not yet written: metrics.json follows the checkpoint, so that the history on disk never holds
+        # a point the checkpoint does not (a kill or a full disk between the two would leave it ahead).
         self.history.append(point.record)
-        self._write_metrics()
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT, checkpoint.state)
         self.history = list(checkpoint.history)
-        if self.history != self.written:  # Ctrl-C before this session's first point: a file from a killed one
+        if self.history != self.written:
             self._write_metrics()
 
     def record_final(self, measures: dict[str, Any]) -> None:
         """The end-of-training measures, added to metrics.json under "final"."""
         self._write_metrics(final=measures)
+
+    def _history_on_disk(self) -> list[dict[str, Any]] | None:
+        try:
+            on_disk = read_metrics(self.run_dir)
+        except MetricsFileError:
+            return None
+        return on_disk.history if on_disk is not None else None
 
     def _write_metrics(self, final: dict[str, Any] | None = None) -> None:
         """metrics.json (and .csv) from what the run has reached."""

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import check_writable, write_text_atomic
 from ..rundir import COMPARISON_PNG, FINAL_CSV, FINAL_MD, RATE_DISTORTION_PNG, REPORT_HTML
 from .cells import cells_of, grid_reading
 from .figures import plot_comparison, redraw_stale_figures, runs_with_stale_figures
@@ -51,6 +51,7 @@ class Report:
 def build_report(study_dir: str | os.PathLike) -> Report:
     """(Re)write the study's comparison plot, final tables and report.html from its runs on disk."""
     study = read_study(study_dir)
+    check_writable(study.path, "the report")
     rows = final_rows(study.runs)
     out = study.path
     cells = cells_of(study.runs) if study.grid is not None else []

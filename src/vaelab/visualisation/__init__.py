@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from .. import rundir
-from ..atomic import write_text_atomic
+from ..atomic import check_writable, write_text_atomic
 from ..checkpoint import load_model
 from ..config import RunConfig, has_latent_plane
 from ..errors import ArtifactError
@@ -92,6 +92,7 @@ def render_run_artifacts(run_dir: str | Path, projection: str | None = None,
     if not (run_dir / CONFIG).exists():
         raise ArtifactError(f"{run_dir}: no {CONFIG} here; is this a vaelab run directory?")
     config = RunConfig.load(run_dir / CONFIG)
+    check_writable(run_dir, "the run's figures")
     projection = chosen_projection(run_dir, projection)
     latent_dim = config.model.latent_dim
     written: dict[str, Path] = {}
