@@ -34,10 +34,13 @@ def test_help_lists_the_commands_and_explains_options():
         (["study", "--latent-dims", "2,x"], "--latent-dims"),
         (["train", "--hidden", "0"], "--hidden"),
         (["train", "--bogus"], "--bogus"),
+        (["train", "--run-dir", ""], "--run-dir': the directory name is empty"),
+        (["study", "--study-dir", " "], "--study-dir': the directory name is empty"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args, complaint, tmp_path):
-    result = CliRunner().invoke(cli, args + ["--study-dir", str(tmp_path)])
+    somewhere = [] if "--study-dir" in args else ["--study-dir", str(tmp_path)]  # nothing lands in the checkout
+    result = CliRunner().invoke(cli, args + somewhere)
     assert result.exit_code == 2
     assert complaint in result.output and "Traceback" not in result.output
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from vaelab.cli import cli
 from vaelab.config import DERIVED_KEYS, SECTIONS, RunConfig, with_settings
 from vaelab.errors import ConfigError
+from vaelab.options import NOT_OPTIONS, option_name
 
 
 def bad_values(kind: type, spec: dataclasses.Field) -> list:
@@ -70,3 +71,33 @@ def test_a_bad_value_in_a_config_file_exits_2_before_training(key, value, tmp_pa
     assert result.exit_code == 2, result.output
     assert key in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def option_args(key: str, value) -> list[str]:
+    """``key = value`` as the command line writes it: a pair as two words, a list comma-separated."""
+    section, name = key.split(".")
+    if isinstance(value, tuple):  # str() writes nan and inf as the command line does
+        pair = "tuple[float, float]" in str(typing.get_type_hints(SECTIONS[section])[name])
+        return [option_name(key), *map(str, value)] if pair else [option_name(key), ",".join(map(str, value))]
+    return [option_name(key), str(value)]
+
+
+def typed_only_on_the_command_line(key: str, value) -> bool:
+    """A wrong Python type with no command-line form: a flag takes no value, and 7 is a valid name or path."""
+    section, name = key.split(".")
+    annotation = str(typing.get_type_hints(SECTIONS[section])[name])
+    return "bool" in annotation or ("str" in annotation and value == 7)
+
+
+OPTION_CASES = [(key, value) for key, value in CASES
+                if key not in NOT_OPTIONS and not typed_only_on_the_command_line(key, value)]
+
+
+@pytest.mark.parametrize("key, value", OPTION_CASES, ids=[f"{k}={v!r}" for k, v in OPTION_CASES])
+def test_a_bad_value_on_the_command_line_exits_2_before_training(key, value, tmp_path):
+    for command in ("train", "study"):
+        where = ["--run-dir", str(tmp_path / "run")] if command == "train" else ["--study-dir", str(tmp_path / "run")]
+        result = CliRunner().invoke(cli, [command, *option_args(key, value), *where])
+        assert result.exit_code == 2, (command, result.output)
+        assert option_name(key) in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "run").exists()

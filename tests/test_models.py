@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vaelab.config import ModelConfig
+from vaelab.errors import SettingsError
 from vaelab.models import VAE
 
 
@@ -200,3 +201,11 @@ def test_self_attention_equals_torch_multihead_attention(channels):
     reference, _ = layer.attention(tokens, tokens, tokens, need_weights=False)
     expected = x + reference.transpose(1, 2).reshape(3, channels, 7, 7)
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, "3", True])
+def test_sample_refuses_a_count_that_is_not_a_whole_number(n):
+    model = VAE(ModelConfig(hidden=(16,)))
+    with pytest.raises(SettingsError, match=r"sample\(n\): n is the number of images to draw"):
+        model.sample(n)
+    assert model.sample(0).shape == (0, 1, 28, 28)

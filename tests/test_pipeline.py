@@ -61,6 +61,11 @@ def test_resuming_keeps_the_saved_settings_but_may_extend_the_epochs(mnist, tmp_
     run = vaelab.train(small_config(epochs=5, lr=1e-4), tmp_path / "run", more, dataset=data, notify=print)
     assert run.config.train.lr == 3e-3 and run.config.train.epochs == 2
     assert [r["epoch"] for r in run.history][-2:] == [1.0, 2.0]
+    # Never shortened: a config.json of 1 epoch beside a history of 2 would contradict it.
+    fewer = RunOptions(resume=True, resume_epochs=1, progress=False, measures=False, artifacts=False)
+    with pytest.raises(vaelab.VaelabError, match="has already trained 2 epochs; a resumed run can only go further"):
+        vaelab.train(small_config(epochs=1), tmp_path / "run", fewer, dataset=data)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 2
 
 
 def test_a_global_batch_smaller_than_the_world_is_refused_before_training(tmp_path):
@@ -148,6 +153,36 @@ def test_resuming_a_finished_study_draws_the_figures_a_kill_left_missing(mnist, 
                          dataset=mnist.head(256, 100), notify=messages.append)
     assert again.runs[2].skipped and any("figures were incomplete" in m for m in messages)
     assert all((run / name).exists() for name in drawn)
+
+
+@pytest.mark.parametrize("call, complaint", [
+    (lambda d: vaelab.study("24", d), "the latent sizes must be a list of whole numbers"),  # not [2, 4]
+    (lambda d: vaelab.study([2.7], d), "(2.7 is not one)"),  # not 2
+    (lambda d: vaelab.study([True], d), "(True is not one)"),
+    (lambda d: vaelab.study([], d), "non-empty list"),
+    (lambda d: vaelab.study([2], d, seeds=[0.5]), "(0.5 is not one)"),
+    (lambda d: vaelab.study([2], ""), "study_dir is empty"),  # not the current directory
+    (lambda d: vaelab.train(run_dir=" "), "run_dir is empty"),
+])
+def test_latent_sizes_seeds_and_directories_are_refused_not_converted(call, complaint, tmp_path):
+    with pytest.raises(vaelab.VaelabError) as refused:
+        call(tmp_path / "study")
+    assert complaint in str(refused.value)
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("build, complaint", [
+    (lambda: vaelab.RunConfig(train={"lr": 1}), "RunConfig.train must be a TrainConfig, got dict"),
+    (lambda: vaelab.RunConfig(model=vaelab.TrainConfig()), "RunConfig.model must be a ModelConfig, got TrainConfig"),
+    (lambda: RunOptions(iwae_k=0), "options.iwae_k must be a whole number >= 1, got 0"),
+    (lambda: RunOptions(resume_epochs=2.5), "options.resume_epochs must be a whole number >= 1, got 2.5"),
+    (lambda: RunOptions(progress="no"), "options.progress must be true or false, got 'no'"),
+    (lambda: RunOptions(projection="umap"), "options.projection must be one of tsne, pca"),
+])
+def test_configs_and_options_of_the_wrong_kind_are_refused_naming_the_field(build, complaint):
+    with pytest.raises(vaelab.ConfigError) as refused:
+        build()
+    assert complaint in str(refused.value)
 
 
 @pytest.mark.parametrize("train, test", [(0, 50), (300, 1), (1, 50), (4, 50)])

@@ -17,9 +17,10 @@ import click
 
 from . import __version__, grid, pipeline, rundir
 from .atomic import check_writable
+from .config import RunConfig
 from .errors import Interrupted, ReportError, VaelabError
 from .metrics import summary_text
-from .options import build_config, given, run_options, study_options, training_options
+from .options import build_config, given, run_options, study_options, training_options, warn_ignored_on_resume
 from .pipeline import DEFAULT_LATENT_DIMS, DEFAULT_STUDY_DIR
 from .presets import STUDY_DESIGNS
 from .report import build_report, redraw_stale_figures
@@ -42,6 +43,19 @@ class VaelabGroup(click.Group):
             click.echo(paragraph(f"vaelab: {where}{exc.strerror or exc}. Check the path, its permissions and "
                                  "free space, then run the command again."), err=True)
             ctx.exit(1)
+
+
+class OutputDir(click.Path):
+    """A directory to write into; an empty name is refused (click would read it as the current directory)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the directory name is empty; give the directory to write to, or leave the option out for "
+                      "the default.", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def summary_line(name: int | str, history: list[dict[str, Any]]) -> str:
@@ -67,9 +81,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("-z", "--latent-dim", type=click.IntRange(min=1), default=2, show_default=True, help="Latent size.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--run-dir", type=OutputDir(), default=None,
               help="Run directory (default: STUDY_DIR/latent_<z>).")
-@click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
+@click.option("--study-dir", type=OutputDir(), default=DEFAULT_STUDY_DIR,
               show_default=True, help="Study this run belongs to; the run goes to STUDY_DIR/latent_<z>.")
 @training_options
 @click.pass_context
@@ -86,6 +100,9 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
                                f"{opts['preset']}'.")
     config = build_config(ctx, latent_dim if given(ctx, "latent_dim") or not opts["config_file"] else None, opts)
     run_dir = run_dir or rundir.run_dir_of(study_dir, config.model.latent_dim)
+    if opts["resume"] and (run_dir / rundir.CONFIG).exists():
+        warn_ignored_on_resume(ctx, config, RunConfig.load(run_dir / rundir.CONFIG),
+                               also=("model.latent_dim",) if given(ctx, "latent_dim") else ())
     with distributed.data_parallel(config.train.device) as ddp:
         if ddp:
             click.echo(distributed.describe(ddp, run_dir), err=True)
@@ -99,7 +116,7 @@ def train(ctx: click.Context, latent_dim: int, run_dir: Path | None, study_dir: 
 @click.option("-z", "--latent-dims", type=str, default=",".join(map(str, DEFAULT_LATENT_DIMS)), show_default=True,
               help="Comma-separated latent sizes to compare (the latent-size axis).")
 @study_options
-@click.option("--study-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STUDY_DIR,
+@click.option("--study-dir", type=OutputDir(), default=DEFAULT_STUDY_DIR,
               show_default=True, help="Where the study's runs and report go.")
 @training_options
 @click.pass_context
@@ -126,8 +143,13 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     if given(ctx, "latent_dims") and any(axis.key == grid.LATENT_KEY for axis in axes):
         raise click.UsageError("give the latent sizes once: either -z or --vary z=..., not both.")
     replicates = parse_seed_list(seed_list, seeds)
-    config = build_config(ctx, dims[0], opts)
+    config = build_config(ctx, dims[0], opts, varied=tuple(axis.key for axis in axes))
     given_dims = dims if given(ctx, "latent_dims") or not opts["resume"] else None
+    if opts["resume"]:
+        recorded = rundir.read_study_file(study_dir)
+        saved = pipeline.resumed_base(study_dir, recorded, (recorded or {}).get("latent_dims") or dims, config)
+        if saved is not config:
+            warn_ignored_on_resume(ctx, config, saved)
     try:
         result = pipeline.study(given_dims, study_dir, config, run_options(ctx, opts), axes=axes, seeds=replicates,
                                 jobs=parse_jobs(jobs), executor=executor, ray_address=ray_address,

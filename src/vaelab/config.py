@@ -271,6 +271,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind):  # a dict here would fail later, far from the mistake
+                raise ConfigError(f"RunConfig.{name} must be a {kind.__name__}, got {type(value).__name__} "
+                                  f"{value!r}; write {name}={kind.__name__}(...), or build the whole config with "
+                                  "RunConfig.from_dict or RunConfig.from_preset.", key=name)
+
     def to_dict(self) -> dict[str, Any]:
         from . import __version__
 

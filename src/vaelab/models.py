@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from torch import nn
 from . import architectures
 from .atomic import write_text_atomic
 from .config import ModelConfig, check_architecture
-from .errors import CheckpointError
+from .errors import CheckpointError, SettingsError
 from .losses import decoder_mean
 from .rundir import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
 
@@ -141,6 +142,8 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images (decoder means) from z ~ N(0, I)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise SettingsError(f"sample(n): n is the number of images to draw, a whole number >= 0; got {n!r}.")
         device = next(self.parameters()).device
         z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
         return self.decoder_mean(self.decode(z))

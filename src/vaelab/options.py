@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import architectures
 from .config import (
     ALIASES,
     DERIVED_KEYS,
@@ -32,6 +34,7 @@ from .config import (
     with_settings,
 )
 from .data import DATASETS
+from .images import IMAGE_DATASETS
 from .measures import DEFAULT_IWAE_K
 from .parallel import EXECUTORS
 from .pipeline import RunOptions
@@ -62,6 +65,7 @@ def param_name(key: str) -> str:
 
 
 OPTION_FIELDS = {param_name(key): key for key in setting_keys() if key not in NOT_OPTIONS}
+OPTION_PARAMS = {key: name for name, key in OPTION_FIELDS.items()}
 
 
 def setting_option(key: str) -> Callable:
@@ -193,20 +197,77 @@ def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-def build_config(ctx: click.Context, latent_dim: int | None, opts: dict[str, Any]) -> RunConfig:
+def given_keys(ctx: click.Context) -> list[str]:
+    """The config fields set by an option on this command line."""
+    return [key for name, key in OPTION_FIELDS.items() if given(ctx, name)]
+
+
+def build_config(ctx: click.Context, latent_dim: int | None, opts: dict[str, Any],
+                 varied: tuple[str, ...] = ()) -> RunConfig:
     """The run's config: the --config file if given, else the defaults, then the --preset's settings, then the
     options given on the command line. ``latent_dim`` None keeps the file's (or the default) latent size. The
-    config validates itself as a whole (the architecture's rules): a ConfigError exits 2."""
+    config validates itself as a whole (the architecture's rules): a ConfigError exits 2. An option this run
+    cannot use is warned of and not recorded, so that config.json says what was used (unless a study's axis
+    ``varied`` decides whether it is used: a conv run of a grid over --arch uses --widths)."""
     base = read_config_file(opts["config_file"]) if opts["config_file"] is not None else RunConfig()
     settings = dict(PRESETS.get(opts["preset"], {}))
-    settings.update({key: opts[name] for name, key in OPTION_FIELDS.items() if given(ctx, name)})
+    settings.update({key: opts[OPTION_PARAMS[key]] for key in given_keys(ctx)})
     if latent_dim is not None:
         settings["model.latent_dim"] = latent_dim
     local_data = settings.get("data.dataset", base.data.dataset) in LOCAL_DATASETS
     for key in ABSOLUTE_PATHS:
         if settings.get(key) and (key != "data.data_dir" or local_data):
             settings[key] = str(Path(settings[key]).expanduser().absolute())
-    return with_settings(base, settings)
+    config = with_settings(base, settings)
+    unused = unused_settings(config, given_keys(ctx), varied)
+    for key, why in unused.items():
+        warnings.warn(f"{option_name(key)} is not used: {why}; it is not recorded in the run's config.", UserWarning,
+                      stacklevel=2)
+    return with_settings(base, {k: v for k, v in settings.items() if k not in unused}) if unused else config
+
+
+def unused_settings(config: RunConfig, keys: list[str], varied: tuple[str, ...] = ()) -> dict[str, str]:
+    """Of the settings ``keys``, those ``config``'s run has no use for, each with why."""
+    unused = {}
+    if config.data.dataset not in IMAGE_DATASETS and "data.dataset" not in varied:
+        for key in ("data.channels", "data.image_size"):
+            if key in keys:
+                unused[key] = (f"{config.data.dataset} images are read as they are (only --dataset "
+                               f"{' and '.join(IMAGE_DATASETS)} convert them)")
+    widths = f"model.{architectures.get(config.model.arch).widths_field}"
+    for key in ("model.hidden", "model.channels"):
+        if key in keys and key != widths and "model.arch" not in varied:
+            unused[key] = f"--arch {config.model.arch} takes its widths from {option_name(widths)}"
+    return unused
+
+
+def warn_ignored_on_resume(ctx: click.Context, asked: RunConfig, saved: RunConfig, also: tuple[str, ...] = ()) -> None:
+    """A resumed run keeps the settings it was started with: each option given now that differs from them is
+    named as ignored (``--epochs`` excepted: it may extend the run)."""
+    keys = [*also, *given_keys(ctx)] if ctx.params.get("config_file") is None and ctx.params.get("preset") is None \
+        else setting_keys()
+    ignored = [f"{option_label(key)} {value_text(setting_value(asked, key))} "
+               f"(kept: {value_text(setting_value(saved, key))})"
+               for key in dict.fromkeys(keys) if key not in ("train.epochs", *NOT_OPTIONS) or key in also
+               if setting_value(asked, key) != setting_value(saved, key)]
+    if ignored:
+        warnings.warn("--resume continues with the settings the run was started with, so these are ignored: "
+                      f"{'; '.join(ignored)}. Only --epochs can change on resume; train other settings in a new "
+                      "directory.", UserWarning, stacklevel=2)
+
+
+def option_label(key: str) -> str:
+    """How the command line names a field: its option, ``-z`` for the latent size, else its dotted name."""
+    return "-z" if key == "model.latent_dim" else option_name(key) if key in OPTION_PARAMS else key
+
+
+def setting_value(config: RunConfig, key: str) -> Any:
+    section, name = key.split(".", 1)
+    return getattr(getattr(config, section), name)
+
+
+def value_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -29,10 +30,10 @@ from . import distributed, grid, parallel, resources, rundir
 from .atomic import check_writable
 from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint
-from .config import RunConfig
+from .config import PROJECTIONS, RunConfig
 from .data import Dataset
 from .datasets import load_dataset
-from .errors import DataError, Interrupted, ReportError, SettingsError, VaelabError
+from .errors import ConfigError, DataError, Interrupted, ReportError, SettingsError, VaelabError
 from .measures import DEFAULT_IWAE_K, PROBE_NEIGHBOURS, final_measures, geometry_measures, iwae_each_epoch
 from .metrics import summary_text
 from .models import VAE
@@ -63,6 +64,23 @@ class RunOptions:
     iwae_every_epoch: bool = False  # also estimate the test IWAE log-likelihood after every epoch
     tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
     mlflow_uri: str | None = None  # also log to MLflow: this tracking server, or "" for STUDY_DIR/mlflow.db
+
+    def __post_init__(self) -> None:
+        """The same refusal as the configs': a ConfigError naming the option, before anything trains."""
+        for spec in dataclasses.fields(self):
+            value, key = getattr(self, spec.name), f"options.{spec.name}"
+            if spec.type in ("bool", bool) and not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false, got {value!r}.", key=key)
+        for key, value in (("resume_epochs", self.resume_epochs), ("iwae_k", self.iwae_k)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                      or value < 1):
+                raise ConfigError(f"options.{key} must be a whole number >= 1, got {value!r}.", key=f"options.{key}")
+        if self.projection not in (None, *PROJECTIONS):
+            raise ConfigError(f"options.projection must be one of {', '.join(PROJECTIONS)} (or None), got "
+                              f"{self.projection!r}.", key="options.projection")
+        if self.mlflow_uri is not None and not isinstance(self.mlflow_uri, str):
+            raise ConfigError(f"options.mlflow_uri must be a string, got {self.mlflow_uri!r}.",
+                              key="options.mlflow_uri")
 
 
 @dataclass
@@ -99,7 +117,8 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     an error, on rank 0."""
     config = config or RunConfig()
     options = options or RunOptions()
-    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_of(DEFAULT_STUDY_DIR, config.model.latent_dim)
+    run_dir = (output_dir(run_dir, "run_dir") if run_dir is not None
+               else rundir.run_dir_of(DEFAULT_STUDY_DIR, config.model.latent_dim))
     if options.resume:  # under torchrun rank 0 reads the saved config and every rank uses it
         config = distributed.from_main(ddp, lambda: resumed_config(run_dir, config, options.resume_epochs))
     if ddp and config.train.batch_size < ddp.world_size:
@@ -251,7 +270,7 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
     ``run_index`` trains only that run of the grid (0-based, in study.json's order): one task of a job array."""
     config = config or RunConfig()
     options = options or RunOptions()
-    study_dir = Path(study_dir)
+    study_dir = output_dir(study_dir, "study_dir")
     plan_grid, planned = plan_study(study_dir, latent_dims, axes, seeds, config, options)
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
     # A latent-size study names its sizes, so that the hint also works where study.json was lost.
@@ -301,10 +320,7 @@ def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, se
     wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
     plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
-    base = config
-    if resume:  # a resumed study keeps the settings it was started with
-        base = (RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
-                if recorded and "base_config" in recorded else saved_study_config(study_dir, dims, config))
+    base = resumed_base(study_dir, recorded, dims, config) if resume else config
     planned = plan_grid.plan(base)
     device = select_device(base.train.device)
     for run in planned:  # the data's image shape is not known yet: the config's (MNIST's unless set)
@@ -346,15 +362,35 @@ def study_grid(latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterab
         axes = [grid.axis_of(key, values) for key, values in axes.items()]
     if latent_dims is None:
         latent_dims = (recorded or {}).get("latent_dims") or DEFAULT_LATENT_DIMS
-    dims = list(dict.fromkeys(int(d) for d in latent_dims))
+    dims = list(dict.fromkeys(whole_numbers("the latent sizes", latent_dims)))
     seed_list = None
-    if isinstance(seeds, int):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise SettingsError(f"--seeds must be at least 1, got {seeds}.")
-        seed_list = None if seeds == 1 else [first_seed + i for i in range(seeds)]
+        seed_list = None if seeds == 1 else [first_seed + i for i in range(int(seeds))]
     elif seeds is not None:
-        seed_list = [int(s) for s in seeds]
+        seed_list = whole_numbers("the seeds (a count, or a list of seeds)", seeds)
     return grid.make_grid(dims, list(axes or []), seed_list)
+
+
+def whole_numbers(what: str, values: Any) -> list[int]:
+    """``values`` as a list of ints; a string, a float or a bool in it is the user's error, not a silent
+    conversion ("24" is not [2, 4], 2.7 is not 2)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise SettingsError(f"{what} must be a list of whole numbers, e.g. [2, 4, 16]; got {values!r}.")
+    values = list(values)
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Integral)), None)
+    if bad is not None or not values:
+        raise SettingsError(f"{what} must be a non-empty list of whole numbers, e.g. [2, 4, 16]; got {values!r}"
+                            + (f" ({bad!r} is not one)." if bad is not None else "."))
+    return [int(v) for v in values]
+
+
+def output_dir(path: str | os.PathLike, what: str) -> Path:
+    """A directory to write into; an empty name would silently mean the current directory."""
+    if not str(os.fspath(path)).strip():
+        raise SettingsError(f"{what} is empty; give the directory to write to, or leave it out for the default.")
+    return Path(path)
 
 
 def describe(run: grid.PlannedRun, plan: grid.Grid, latent_words: str = "latent") -> str:
@@ -421,8 +457,27 @@ def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> Ru
         return fallback
     saved = RunConfig.load(saved_path)
     if epochs is not None:
+        reached = trained_epochs(run_dir)
+        if epochs < reached:  # config.json must never say fewer epochs than its history holds
+            raise SettingsError(f"--epochs {epochs}: {run_dir} has already trained {reached} epochs; a resumed run "
+                                f"can only go further (--epochs {reached} or more). To train a shorter run, start "
+                                "one in a new directory.")
         saved.train.epochs = epochs
     return saved
+
+
+def trained_epochs(run_dir: Path) -> int:
+    """The epochs a run's checkpoint holds (0 where it has none yet)."""
+    checkpoint = run_dir / rundir.CHECKPOINT
+    return int(load_checkpoint(checkpoint)["epoch"]) if checkpoint.exists() else 0
+
+
+def resumed_base(study_dir: Path, recorded: dict[str, Any] | None, dims: list[int], fresh: RunConfig) -> RunConfig:
+    """The settings a resumed study keeps: study.json's base config, else (studies of latent sizes from before
+    it recorded one) its runs' config.json; ``fresh`` where it has saved neither."""
+    if recorded and "base_config" in recorded:
+        return RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
+    return saved_study_config(study_dir, dims, fresh)
 
 
 def saved_study_config(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:
