@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import stat
+import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,3 +119,27 @@ def read_only_copy(source: Path, where: Path) -> Iterator[Path]:
     finally:
         for d in directories:
             d.chmod(stat.S_IRWXU)
+
+
+def wandb_offline_records(run_dir: Path) -> list:
+    """The records of the one offline W&B run under ``run_dir/wandb``, read straight from its .wandb file (W&B's
+    LevelDB-style log: a 7-byte header, 32 KiB blocks, chunks of checksum, length and type) as W&B's own
+    protobuf ``Record`` messages; independent of vaelab and of W&B's (Go) reader."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", path
+    records, pending, pos, block = [], b"", 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk  # full / first, else middle / last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import OnPoint, small_config
+from vaelab.checkpoint import load_checkpoint
 from vaelab.cli import cli
 from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ReportError
@@ -23,7 +24,9 @@ from vaelab.visualisation import ArtifactRecorder, render_run_artifacts
 
 FINISHED, INTERRUPTED = (2, 4), 8
 EPOCHS = 1
-CRASH_AT_POINT = 3  # the interrupted run dies inside epoch 1, before its first checkpoint
+# The interrupted run of 2 epochs dies at its 7th evaluation point, the end of epoch 2, before that epoch's
+# checkpoint: it keeps epoch 1's checkpoint and the 6 points that checkpoint holds (5 in epoch 1, then its end).
+INTERRUPTED_EPOCHS, CRASH_AT_POINT = 2, 6
 
 
 class Crash(Exception):
@@ -43,17 +46,17 @@ def study(mnist, tmp_path_factory) -> Path:
                    ImageSplit(mnist.test.images[:500], mnist.test.labels[:500]))
     root = tmp_path_factory.mktemp("study")
 
-    def trainer(z: int, *hooks) -> Trainer:
+    def trainer(z: int, *hooks, epochs: int = EPOCHS) -> Trainer:
         run_dir = root / f"latent_{z}"
-        made = Trainer(small_config(z, EPOCHS, lr=3e-3), data, run_dir, progress=False)
+        made = Trainer(small_config(z, epochs, lr=3e-3), data, run_dir, progress=False)
         made.callbacks += [*map(OnPoint, hooks), ArtifactRecorder(run_dir, made.test_x, made.test_labels, per_class=20)]
         return made
 
     for z in FINISHED:  # as 'vaelab study' does: frames while training, figures at the end
         fit(trainer(z))
         render_run_artifacts(root / f"latent_{z}", "pca")
-    with pytest.raises(Crash):  # killed: frames and metrics so far, no checkpoint, no figures
-        fit(trainer(INTERRUPTED, crash_at(CRASH_AT_POINT)))
+    with pytest.raises(Crash):  # killed: frames so far, metrics and checkpoint of epoch 1, no figures
+        fit(trainer(INTERRUPTED, crash_at(CRASH_AT_POINT), epochs=INTERRUPTED_EPOCHS))
     (root / "study.json").write_text(json.dumps({"latent_dims": [*FINISHED, INTERRUPTED]}))
     build_report(root)
     return root
@@ -64,9 +67,9 @@ def history(study: Path, z: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_the_interrupted_run_has_only_part_of_its_history_and_no_checkpoint(study):
+def test_the_interrupted_run_has_only_the_history_its_checkpoint_holds(study):
     assert len(history(study, INTERRUPTED)) == CRASH_AT_POINT
-    assert not (study / f"latent_{INTERRUPTED}" / "checkpoint.pt").exists()
+    assert load_checkpoint(study / f"latent_{INTERRUPTED}" / "checkpoint.pt")["epoch"] == 1
     assert len(history(study, FINISHED[0])) == 5 + EPOCHS
 
 
@@ -99,7 +102,7 @@ def test_markdown_table_rounds_the_same_numbers(study):
         assert row["test -ELBO"] == f"{test['loss']:.2f}" and row["test KL"] == f"{test['kl']:.2f}"
         assert row["test MSE"] == f"{test['mse']:.4f}" and row["test SSIM"] == f"{test['ssim']:.3f}"
     assert rows[FINISHED[0]]["epochs"] == str(EPOCHS)
-    assert rows[INTERRUPTED]["epochs"].endswith(f"of {EPOCHS}")
+    assert rows[INTERRUPTED]["epochs"] == f"1 of {INTERRUPTED_EPOCHS}"
 
 
 @pytest.mark.slow
@@ -239,9 +242,9 @@ def test_report_opens_in_chromium_from_a_moved_study(study, page, tmp_path):
     shutil.move(built, moved)  # the page must not depend on where it was built
     page.goto((moved / "report.html").as_uri(), wait_until="load")
     images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])")
-    # comparison + latent 2 (7 with the manifold) + latent 4 (6) + the interrupted run (no checkpoint: 2 GIFs,
-    # metrics and architecture)
-    assert len(images) == 1 + 7 + 6 + 4 and all(width > 0 for _, width in images), images
+    # comparison + latent 2 (7 with the manifold) + latent 4 (6) + the interrupted run (6: its checkpoint of
+    # epoch 1 draws samples and interpolations too)
+    assert len(images) == 1 + 7 + 6 + 6 and all(width > 0 for _, width in images), images
     assert page.errors == []
     assert page.locator("#final-table tbody tr").count() == len(FINISHED) + 1
     shot = tmp_path / "report.png"

@@ -1,6 +1,7 @@
-"""TensorBoard and MLflow through the tracker hook: a tiny study trained through the CLI, read back
-with tensorboard's own event reader and MLflow's client, must hold exactly the numbers of metrics.json,
-the reconstruction grids, the config as hparams, the latent means of the final model and the figures."""
+"""TensorBoard, MLflow and Weights & Biases through the tracker hook: a tiny study trained through the CLI, read
+back with tensorboard's own event reader, MLflow's client and W&B's own record format, must hold exactly the
+numbers of metrics.json, the reconstruction grids, the config as hparams, the latent means of the final model
+and the figures."""
 
 import json
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from helpers import write_idx_dataset
+from helpers import wandb_offline_records, write_idx_dataset
+from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.trackers import flat_params, point_scalars
 
@@ -26,9 +28,10 @@ def test_point_scalars_name_every_number_of_a_record():
 
 @pytest.fixture(scope="module")
 def tracked_study(mnist, tmp_path_factory) -> Path:
-    """Two latent sizes, one epoch on 2,000 training images, both trackers on (MLflow in its default
-    SQLite store inside the study directory)."""
+    """Two latent sizes, one epoch on 2,000 training images, every tracker on (MLflow in its default
+    SQLite store inside the study directory, W&B offline)."""
     pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
     root = tmp_path_factory.mktemp("tracked")
     data_dir = write_idx_dataset(root / "idx", mnist.head(2000, 1000))
     study = root / "study"
@@ -36,7 +39,7 @@ def tracked_study(mnist, tmp_path_factory) -> Path:
         "study", "-z", ",".join(map(str, DIMS)), "--dataset", "idx", "--data-dir", str(data_dir),
         "--study-dir", str(study), "--epochs", "1", "--hidden", "32", "--batch-size", "100",
         "--train-eval-size", "300", "--no-progress", "--device", "cpu", "--no-measures", "--projection", "pca",
-        "--tensorboard", "--mlflow"], catch_exceptions=False)
+        "--tensorboard", "--mlflow", "--wandb"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return study
 
@@ -73,7 +76,6 @@ def test_tensorboard_holds_every_metric_of_metrics_json_at_every_point(tracked_s
 def test_tensorboard_has_the_config_as_hparams_and_the_final_latent_means(tracked_study):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from vaelab.checkpoint import load_model
     from vaelab.datasets import load_dataset
     from vaelab.prepare import as_float_images
     from vaelab.visualisation import stratified_subsample
@@ -127,11 +129,35 @@ def test_mlflow_runs_hold_the_same_metrics_params_and_figures(tracked_study):
         assert "metrics.json" in {f.path for f in client.list_artifacts(run.info.run_id)}
 
 
-def test_mlflow_missing_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("latent_dim", DIMS)
+def test_wandb_offline_runs_hold_the_same_metrics_config_and_figures(tracked_study, latent_dim):
+    run = tracked_study / f"latent_{latent_dim}"
+    records = wandb_offline_records(run)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    (start,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (start.run_group, start.display_name, start.project) == ("study", run.name, "study")
+    config = {item.key: json.loads(item.value_json) for item in start.config.update if item.key != "_wandb"}
+    assert config == json.loads(json.dumps(flat_params(load_model(run)[1])))
+    rows = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in records if r.WhichOneof("record_type") == "history"]
+    history = history_of(run)
+    assert [row["_step"] for row in rows] == [r["step"] for r in history]
+    for row, record in zip(rows, history, strict=True):  # the very numbers of metrics.json, not rounded
+        assert {k: row[f"test/{k}"] for k in record["test"]} == record["test"]
+        assert {k: row[f"train/{k}"] for k in record["train"]} == record["train"]
+        assert row["reconstructions/_type"] == "image-file" and row["reconstructions/width"] == 10 * 28
+    assert rows[-1]["latent_means/_type"] == "table-file" and rows[-1]["latent_means/ncols"] == 1 + latent_dim
+    assert {"figures/metrics.png/_type", "figures/samples.png/_type"} <= set(rows[-1])
+    assert "artifact" in kinds and kinds[-1] == "exit" and records[-1].exit.exit_code == 0
+
+
+@pytest.mark.parametrize("option, extra", [("--mlflow", "mlflow"), ("--wandb", "wandb")])
+def test_a_missing_tracker_is_one_line_naming_the_extra(option, extra, monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
-    monkeypatch.setattr("vaelab.pipeline.load_dataset", lambda *args, **kwargs: pytest.fail("trained without MLflow"))
-    result = CliRunner().invoke(cli, ["train", "--mlflow", "--run-dir", str(tmp_path / "r"), "--no-progress"])
-    assert result.exit_code == 1 and "vaelab[mlflow]" in result.output and len(result.output.splitlines()) == 1
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == extra else real(name, *a))
+    monkeypatch.setattr("vaelab.pipeline.load_dataset", lambda *args, **kwargs: pytest.fail("trained without it"))
+    result = CliRunner().invoke(cli, ["train", option, "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    assert result.exit_code == 1 and f"vaelab[{extra}]" in result.output and len(result.output.splitlines()) == 1

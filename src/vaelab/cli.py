@@ -214,7 +214,8 @@ def report_so_far(study_dir: Path) -> None:
 def report(study_dir: Path, figures: bool) -> None:
     """Rebuild STUDY_DIR's comparison plot, final tables and report.html from its runs, without retraining.
 
-    Works on runs that are still training or were interrupted: each shows its latest evaluation point.
+    Works on runs that are still training or were interrupted: each shows the latest evaluation point its
+    checkpoint holds (a run still in its first epoch is named, not shown).
     """
     check_writable(study_dir, "the report")  # before any figure is redrawn
     if figures:

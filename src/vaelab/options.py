@@ -130,6 +130,10 @@ def running_options() -> list[Callable]:
         click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
                      help="Also log to MLflow: to the tracking server at URI, or without one to "
                           "STUDY_DIR/mlflow.db (needs pip install 'vaelab[mlflow]')."),
+        click.option("--wandb", "wandb_project", is_flag=False, flag_value="", default=None, metavar="[PROJECT]",
+                     help="Also log to Weights & Biases, in project PROJECT (default: the study directory's name), "
+                          "offline: no account or network needed; the run is kept in RUN_DIR/wandb and 'wandb sync' "
+                          "uploads it later (WANDB_MODE=online logs live). Needs pip install 'vaelab[wandb]'."),
         click.option("--projection", type=click.Choice(PROJECTIONS), default=None,
                      help="2-D view of latent spaces larger than 2 in the figures [default: tsne, or what the run "
                           "last used]."),
@@ -276,4 +280,4 @@ def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
                       progress=opts["progress"], detect_anomaly=opts["detect_anomaly"], artifacts=opts["artifacts"],
                       projection=opts["projection"], measures=opts["measures"], iwae_k=opts["iwae_k"],
                       iwae_every_epoch=opts["iwae_every_epoch"], tensorboard=opts["tensorboard"],
-                      mlflow_uri=opts["mlflow_uri"])
+                      mlflow_uri=opts["mlflow_uri"], wandb_project=opts["wandb_project"])

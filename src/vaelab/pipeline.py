@@ -64,6 +64,7 @@ class RunOptions:
     iwae_every_epoch: bool = False  # also estimate the test IWAE log-likelihood after every epoch
     tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
     mlflow_uri: str | None = None  # also log to MLflow: this tracking server, or "" for STUDY_DIR/mlflow.db
+    wandb_project: str | None = None  # also log to Weights & Biases (offline): this project, or "" for the study's
 
     def __post_init__(self) -> None:
         """The same refusal as the configs': a ConfigError naming the option, before anything trains."""
@@ -78,9 +79,9 @@ class RunOptions:
         if self.projection not in (None, *PROJECTIONS):
             raise ConfigError(f"options.projection must be one of {', '.join(PROJECTIONS)} (or None), got "
                               f"{self.projection!r}.", key="options.projection")
-        if self.mlflow_uri is not None and not isinstance(self.mlflow_uri, str):
-            raise ConfigError(f"options.mlflow_uri must be a string, got {self.mlflow_uri!r}.",
-                              key="options.mlflow_uri")
+        for key in ("mlflow_uri", "wandb_project"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise ConfigError(f"options.{key} must be a string, got {getattr(self, key)!r}.", key=f"options.{key}")
 
 
 @dataclass
@@ -124,10 +125,13 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     if ddp and config.train.batch_size < ddp.world_size:
         raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
                             f"{ddp.world_size} processes; give at least one image per process.")
-    if options.mlflow_uri is not None:
-        from .trackers import require_mlflow
+    if options.mlflow_uri is not None or options.wandb_project is not None:  # before anything trains
+        from .trackers import require_mlflow, require_wandb
 
-        require_mlflow()  # before anything trains
+        if options.mlflow_uri is not None:
+            require_mlflow()
+        if options.wandb_project is not None:
+            require_wandb()
     if dataset is None:
         dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
                                image_size=config.data.image_size, progress=options.progress)
@@ -203,7 +207,7 @@ def own_callbacks(trainer: Trainer, options: RunOptions, dataset: Dataset) -> tu
         own.append(ArtifactRecorder(trainer.run_dir, trainer.test_x, trainer.test_labels,
                                     class_names=dataset.class_names))
     hook = tracker_hook(trainer.run_dir, trainer.config, trainer.test_x, trainer.test_labels, options.tensorboard,
-                        options.mlflow_uri)
+                        options.mlflow_uri, options.wandb_project)
     return ([*own, hook] if hook is not None else own), hook
 
 

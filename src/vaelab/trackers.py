@@ -1,10 +1,10 @@
-"""Experiment trackers (TensorBoard, MLflow), fed through one callback.
+"""Experiment trackers (TensorBoard, MLflow, Weights & Biases), fed through one callback.
 
 ``TrackerHook`` is a callback like the frame recorder: at every evaluation point it hands each
 tracker every train/test metric under stable names (``train/loss``, ``test/ssim``, ...) and a grid of
 fixed test images over their reconstructions. ``finish`` then adds what exists only at the end: the
 final measures, the run's config as hyperparameters, the latent means of the fixed test subsample
-(TensorBoard's Embedding Projector) and the figure files (MLflow artifacts).
+(TensorBoard's Embedding Projector, a W&B table) and the figure files (MLflow and W&B artifacts).
 
 TensorBoard stores scalars in single precision (its fast loader shows no other kind), so the values
 read back equal those in metrics.json rounded to float32.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from .visualisation import first_index_per_class, stratified_subsample
 
 MLFLOW_ARTIFACTS = "mlartifacts"
 MLFLOW_EXTRA = "pip install 'vaelab[mlflow]'"
+WANDB_EXTRA = "pip install 'vaelab[wandb]'"
 RECORD_SCALARS = ("epoch", "time_s", "train_s")  # besides the metrics, per evaluation point
 EMBEDDING_TAG = "latent_means"
 RECONSTRUCTIONS_TAG = "reconstructions"
@@ -203,6 +205,49 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status="KILLED")
 
 
+class WandbTracker:
+    """One Weights & Biases run per vaelab run, named after its directory, grouped by its study, in ``project``
+    (default: the study directory's name). Offline unless ``WANDB_MODE`` says otherwise: no account or network is
+    needed, the run is kept in RUN_DIR/wandb/, and ``wandb sync RUN_DIR/wandb/offline-run-*`` uploads it later."""
+
+    def __init__(self, run_dir: Path, project: str | None, params: dict[str, Any]):
+        import wandb
+
+        run_dir = Path(run_dir).resolve()
+        study = run_dir.parent.name or "vaelab"
+        self.wandb = wandb
+        self.run = wandb.init(project=project or study, name=run_dir.name, group=study, dir=str(run_dir),
+                              config=params, mode=os.environ.get("WANDB_MODE", "offline"), reinit="create_new",
+                              settings=wandb.Settings(silent=True, console="off"))
+
+    def log_point(self, step: int, scalars: dict[str, float], grid: np.ndarray) -> None:
+        self.run.log({**scalars, RECONSTRUCTIONS_TAG: self.wandb.Image(as_uint8_image(grid))}, step=step)
+
+    def finish(self, ending: RunEnding) -> None:
+        final = {k: v for k, v in ending.final.items() if k.startswith("final/")}
+        units = ending.latent_means.reshape(len(ending.labels), -1).tolist()
+        table = self.wandb.Table(columns=["label", *(f"z{i}" for i in range(len(units[0]) if units else 0))],
+                                 data=[[int(label), *row] for label, row in zip(ending.labels, units, strict=True)])
+        figures = {f"figures/{path.name}": self.wandb.Image(str(path)) for path in ending.files
+                   if path.suffix == ".png"}
+        self.run.log({**final, EMBEDDING_TAG: table, **figures}, step=ending.step)
+        self.run.summary.update(final)
+        files = self.wandb.Artifact(f"{self.run.name}-files", type="vaelab-run")
+        for path in ending.files:
+            files.add_file(str(path), name=path.name)
+        self.run.log_artifact(files)
+        self.run.finish()
+
+    def abandon(self) -> None:
+        self.run.finish(exit_code=1)
+
+
+def as_uint8_image(grid: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] as (H, W) or (H, W, C) bytes, the forms image loggers take without guessing a scale."""
+    image = np.rint(np.moveaxis(grid, 0, -1) * 255).astype(np.uint8)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
 def open_experiment(study_dir: Path, uri: str | None) -> tuple[Any, str, str]:
     """(client, experiment id, tracking URI) of the study's experiment, created where it does not exist yet.
     ``uri`` None: the SQLite store STUDY_DIR/mlflow.db, artifacts in STUDY_DIR/mlartifacts. A study that trains
@@ -227,17 +272,22 @@ def open_experiment(study_dir: Path, uri: str | None) -> tuple[Any, str, str]:
 
 
 def tracker_hook(run_dir: Path, config: RunConfig, test_images: torch.Tensor, test_labels: torch.Tensor,
-                 tensorboard: bool, mlflow_uri: str | None) -> TrackerHook | None:
-    """The hook for the trackers asked for (``mlflow_uri`` "" is the default local store), or None."""
-    if not tensorboard and mlflow_uri is None:
+                 tensorboard: bool, mlflow_uri: str | None, wandb_project: str | None = None) -> TrackerHook | None:
+    """The hook for the trackers asked for (``mlflow_uri`` "" is the default local store, ``wandb_project`` ""
+    the study's name), or None."""
+    if not tensorboard and mlflow_uri is None and wandb_project is None:
         return None
     if mlflow_uri is not None:
         require_mlflow()
+    if wandb_project is not None:
+        require_wandb()
 
     def open_trackers() -> list[Tracker]:
         trackers: list[Tracker] = [TensorBoardTracker(run_dir)] if tensorboard else []
         if mlflow_uri is not None:
             trackers.append(MlflowTracker(run_dir, mlflow_uri or None, flat_params(config)))
+        if wandb_project is not None:
+            trackers.append(WandbTracker(run_dir, wandb_project or None, flat_params(config)))
         return trackers
 
     return TrackerHook(open_trackers, config, test_images, test_labels)
@@ -249,6 +299,14 @@ def require_mlflow() -> None:
 
     if importlib.util.find_spec("mlflow") is None:
         raise VaelabError(f"--mlflow needs MLflow, which is not installed: {MLFLOW_EXTRA}")
+
+
+def require_wandb() -> None:
+    """As ``require_mlflow``, for --wandb."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise VaelabError(f"--wandb needs Weights & Biases, which is not installed: {WANDB_EXTRA}")
 
 
 def log_study_figures(study_dir: Path, figures: dict[str, Path]) -> Path:

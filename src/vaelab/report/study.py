@@ -99,8 +99,8 @@ def read_run(run_dir: Path) -> ReportedRun:
     except rundir.MetricsFileError as exc:
         raise ReportError(str(exc).rstrip(".")) from None
     if metrics is None:
-        raise ReportError(f"{run_dir.name}/ has no {METRICS_JSON} yet: training has not reached its first "
-                          "evaluation point")
+        raise ReportError(f"{run_dir.name}/ has no {METRICS_JSON} yet: its history is written with each "
+                          "checkpoint, and training has not reached its first (the end of epoch 1)")
     history = metrics.history
     if not history:
         raise ReportError(f"{run_dir.name}/ has no evaluation point yet")
