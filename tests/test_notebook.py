@@ -16,6 +16,13 @@ def test_the_notebook_is_stored_without_outputs():
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
 
 
+def test_the_notebook_trains_through_the_python_api_not_the_shell():
+    code = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    assert any("vaelab.study(" in source for source in code) and any("StudyView(result)" in source for source in code)
+    assert not [line for source in code for line in source.splitlines()
+                if line.lstrip().startswith("!") or "-m vaelab" in line or "metrics.json" in line]
+
+
 @pytest.mark.slow
 def test_the_notebook_runs_top_to_bottom(mnist, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
@@ -23,8 +30,9 @@ def test_the_notebook_runs_top_to_bottom(mnist, tmp_path, monkeypatch):
     data_dir = write_idx_dataset(tmp_path / "idx", mnist.head(2000, 1000))
     monkeypatch.setenv("VAELAB_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("VAELAB_NOTEBOOK_STUDY", str(tmp_path / "study"))
-    monkeypatch.setenv("VAELAB_NOTEBOOK_ARGS", f"--dataset idx --data-dir {data_dir} --hidden 64 "
-                                               "--train-eval-size 300 --no-progress --device cpu")
+    monkeypatch.setenv("VAELAB_NOTEBOOK_SETTINGS", json.dumps({
+        "data.dataset": "idx", "data.data_dir": str(data_dir), "model.hidden": [64], "data.train_eval_size": 300,
+        "train.device": "cpu"}))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -319,6 +319,11 @@ class RunConfig:
             raise ConfigError(f"no preset {name!r}; the presets are {', '.join(PRESETS)}.", key="preset")
         return with_settings(with_settings(cls(), PRESETS[name]), settings)
 
+    def with_settings(self, settings: dict[str, Any]) -> RunConfig:
+        """This config with ``settings`` changed, each by dotted name or alias (``{"model.hidden": [64], "beta":
+        4}``), checked as a whole: a ConfigError names the first setting that breaks a rule."""
+        return with_settings(self, settings)
+
     def save(self, path: Path) -> None:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -126,12 +126,9 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
         raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
                             f"{ddp.world_size} processes; give at least one image per process.")
     if options.mlflow_uri is not None or options.wandb_project is not None:  # before anything trains
-        from .trackers import require_mlflow, require_wandb
+        from .trackers import require_trackers
 
-        if options.mlflow_uri is not None:
-            require_mlflow()
-        if options.wandb_project is not None:
-            require_wandb()
+        require_trackers(options.mlflow_uri, options.wandb_project)
     if dataset is None:
         dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
                                image_size=config.data.image_size, progress=options.progress)

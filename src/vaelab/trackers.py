@@ -277,10 +277,7 @@ def tracker_hook(run_dir: Path, config: RunConfig, test_images: torch.Tensor, te
     the study's name), or None."""
     if not tensorboard and mlflow_uri is None and wandb_project is None:
         return None
-    if mlflow_uri is not None:
-        require_mlflow()
-    if wandb_project is not None:
-        require_wandb()
+    require_trackers(mlflow_uri, wandb_project)
 
     def open_trackers() -> list[Tracker]:
         trackers: list[Tracker] = [TensorBoardTracker(run_dir)] if tensorboard else []
@@ -307,6 +304,14 @@ def require_wandb() -> None:
 
     if importlib.util.find_spec("wandb") is None:
         raise VaelabError(f"--wandb needs Weights & Biases, which is not installed: {WANDB_EXTRA}")
+
+
+def require_trackers(mlflow_uri: str | None, wandb_project: str | None) -> None:
+    """The extras of the trackers asked for (None: not asked for) are installed, or a one-line error."""
+    if mlflow_uri is not None:
+        require_mlflow()
+    if wandb_project is not None:
+        require_wandb()
 
 
 def log_study_figures(study_dir: Path, figures: dict[str, Path]) -> Path:

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+# Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so vaelab never changes the backend of the
+# program that imports it: a notebook's inline plots keep working after vaelab.study().
 import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
