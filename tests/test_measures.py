@@ -13,6 +13,7 @@ from vaelab.losses import negative_elbo
 from vaelab.measures import (
     active_units,
     class_entropy,
+    class_yardsticks,
     feature_statistics,
     final_measures,
     frechet_distance,
@@ -196,3 +197,12 @@ def test_final_measures_of_a_trained_model_are_in_range(trained_small_model, mni
     assert measures["fd_classifier"] > 0 and 0 < measures["sample_class_entropy"] <= math.log(10)
     assert measures["classifier_test_accuracy"] == tiny_classifier.test_accuracy
     assert set(seconds) == {"iwae", "active_units", "probe", "generation"}
+
+
+def test_the_class_yardsticks_are_the_majority_share_and_ln_k_of_the_data():
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    dataset = Dataset("folder", None, ImageSplit(images, torch.tensor([0, 1, 2, 2])),
+                      ImageSplit(images, torch.tensor([1, 1, 1, 0])))
+    yardsticks = class_yardsticks(dataset)
+    assert yardsticks["chance_accuracy"] == 0.75  # always answering class 1 on the test set
+    assert yardsticks["max_class_entropy"] == pytest.approx(math.log(3))  # three classes, not the classifier's ten

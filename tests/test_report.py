@@ -380,3 +380,33 @@ def test_no_convergence_is_claimed_from_a_handful_of_steps_and_the_schedule_is_t
     assert evaluation_schedule([few]) == "once per epoch"
     assert evaluation_schedule([synthetic_run(2, {0.2: 190, 0.4: 180, 1.0: 160})]) == (
         "two inside the first epoch, then one per epoch")
+
+
+def yardstick_rows() -> list[dict]:
+    """Two finished runs on a two-class set where chance is 0.6: one probe scores below it."""
+    base = {"latent_dim": 2, "epochs_done": 1, "epochs_planned": 1, "finished": True, "wall_time_s": 1.0,
+            "chance_accuracy": 0.6, "max_class_entropy": 0.6931471805599453}
+    return [{**base, "latent_dim": 2, "probe_accuracy": 0.55, "recon_class_accuracy": 0.58},
+            {**base, "latent_dim": 4, "probe_accuracy": 0.9, "recon_class_accuracy": 0.4}]
+
+
+def test_a_score_at_or_below_chance_is_never_marked_best():
+    from vaelab.report.tables import best_values, measure_columns
+
+    rows = yardstick_rows()
+    columns = measure_columns(rows)
+    assert [c.key for c in columns] == ["probe_accuracy", "recon_class_accuracy"]  # the yardsticks are no columns
+    best = best_values(rows, columns)
+    assert best == {"probe_accuracy": 0.9}  # 0.58 is the higher reconstruction score, but below chance
+
+
+def test_every_column_says_what_it_means_and_what_to_read_it_against():
+    from vaelab.report.tables import TABLE_COLUMNS, column_notes, final_markdown, measure_columns
+
+    rows = yardstick_rows()
+    notes = dict(column_notes([*TABLE_COLUMNS, *measure_columns(rows)], rows))
+    assert set(notes) == {c.header for c in TABLE_COLUMNS} | {"probe accuracy", "recon class acc."}
+    assert "chance accuracy 0.600 (the test set's majority-class share" in notes["probe accuracy"]
+    assert "can be negative" in notes["test −ELBO"] and "docs/original.md" in notes["test SSIM (orig.)"]
+    markdown = final_markdown(rows)
+    assert "- **probe accuracy**: 5-nearest-neighbour" in markdown and "chance accuracy 0.600" in markdown

@@ -226,6 +226,7 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     if classifier is None:
         return measures, seconds
 
+    measures.update(class_yardsticks(dataset))
     start = time.perf_counter()
     measures["probe_accuracy"] = probe_accuracy(posterior_means(model, train_x), train_labels, test_mu,
                                                 dataset.test.labels)
@@ -235,6 +236,14 @@ def final_measures(model: VAE, config: RunConfig, dataset: Dataset, classifier: 
     measures.update(generation_scores(model, classifier, grey_test, test_x, dataset))
     seconds["generation"] = time.perf_counter() - start
     return measures, seconds
+
+
+def class_yardsticks(dataset: Dataset) -> dict[str, float]:
+    """What the class scores are read against: the accuracy of always guessing the test set's majority class,
+    and ln K, the entropy of K classes generated equally often."""
+    counts = torch.bincount(dataset.test.labels.long())
+    classes = len(torch.unique(torch.cat([dataset.train.labels, dataset.test.labels])))
+    return {"chance_accuracy": counts.max().item() / len(dataset.test.labels), "max_class_entropy": math.log(classes)}
 
 
 def geometry_measures(model: VAE, config: RunConfig, dataset: Dataset,

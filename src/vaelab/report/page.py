@@ -36,7 +36,7 @@ from .figures import (
 )
 from .reading import and_list, duration, epoch_text, probe_word
 from .study import ReportedRun, Study
-from .tables import TABLE_COLUMNS, Column, best_values, epochs_cell, format_cell, measure_columns
+from .tables import TABLE_COLUMNS, Column, best_values, column_notes, epochs_cell, format_cell, measure_columns
 
 TEMPLATES = Path(__file__).with_name("templates")
 SETTING_GROUPS = (("data", "Data"), ("model", "Model"), ("train", "Training"))
@@ -445,6 +445,8 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         final_table=metrics_table(runs, rows, TABLE_COLUMNS, colours, "final-table", progress=True),
         measures_table=(metrics_table(runs, rows, measures, colours, "measures-table", progress=False)
                         if measures else None),
+        final_notes=column_notes(TABLE_COLUMNS, rows),
+        measures_notes=column_notes(measures, rows),
         absent=absent_text(runs),
         final_csv=FINAL_CSV,
         final_md=FINAL_MD,

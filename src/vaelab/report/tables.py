@@ -11,7 +11,7 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..grid import SHORT_NAMES, short_name, value_text
-from ..metrics import FINAL_MEASURES, POINT_KEYS, POINT_METRICS, metric_of
+from ..metrics import BY_KEY, FINAL_MEASURES, POINT_KEYS, POINT_METRICS, Metric, metric_of, reference_text
 from .reading import duration, epoch_text
 from .study import ReportedRun
 
@@ -63,8 +63,36 @@ def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     """A column for every "final" measure any run has, in the order they appear."""
     fixed = {"run", "latent_dim", "epochs_done", "epochs_planned", "finished", "wall_time_s",
              *(f"{s}_{m}" for s in ("test", "train") for m in POINT_KEYS), *SHORT_NAMES.values()}
-    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed and "." not in k)
+    keys = dict.fromkeys(k for row in rows for k in row if k not in fixed and "." not in k
+                         and (k not in BY_KEY or BY_KEY[k].column))
     return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
+
+
+def metric_of_column(column: Column) -> Metric | None:
+    """The declared metric a column shows (``test_ssim`` shows ``ssim``), or None for an undeclared measure."""
+    key = column.key.split("_", 1)[1] if column.key.split("_", 1)[0] in ("test", "train") else column.key
+    return BY_KEY.get(key) if key in BY_KEY else BY_KEY.get(column.key)
+
+
+def column_notes(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(header, what it means; its yardstick) for each column, the yardstick computed from the runs' data where
+    it depends on it (chance accuracy, ln K)."""
+    notes = []
+    for column in columns:
+        metric = metric_of_column(column)
+        if metric is None or not metric.meaning:
+            continue
+        yardstick = reference_text(metric, list(rows))
+        notes.append((column.header, metric.meaning + (f"; {yardstick}" if yardstick else "")))
+    return notes
+
+
+def above_yardstick(row: dict[str, Any], column: Column) -> bool:
+    """False for a score at or below what chance gets on the run's data: never marked as best."""
+    metric = metric_of_column(column)
+    if metric is None or metric.reference != "chance_accuracy" or "chance_accuracy" not in row:
+        return True
+    return row[column.key] > row["chance_accuracy"]
 
 
 def final_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
@@ -102,7 +130,9 @@ def final_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     note = ("Test and train metrics at each run's latest evaluation point; -ELBO, NLL and KL in nats per image. "
             "An epoch count 'x of y' marks a run still training or interrupted.")
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    meanings = [f"- **{header.replace('−', '-')}**: {text.replace('−', '-')}" for header, text in
+                column_notes(columns, rows)]
+    return "\n".join(lines) + "\n\n" + note + "\n\n" + "\n".join(meanings) + "\n"
 
 
 def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> dict[str, float]:
@@ -110,7 +140,8 @@ def best_values(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> di
     rows = [row for row in rows if row["finished"]] or rows
     best = {}
     for column in columns:
-        values = [row[column.key] for row in rows if row.get(column.key) is not None]
-        if column.better and len(values) > 1:
+        scored = [row for row in rows if row.get(column.key) is not None]
+        values = [row[column.key] for row in scored if above_yardstick(row, column)]
+        if column.better and len(scored) > 1 and values:
             best[column.key] = min(values) if column.better == "low" else max(values)
     return best
