@@ -311,3 +311,42 @@ def test_a_one_class_folder_study_draws_every_figure_and_its_report(tmp_path):
     run = tmp_path / "study" / "latent_2"
     assert {"interpolations.png", "reconstructions.gif", "manifold.png"} <= {p.name for p in run.iterdir()}
     assert (tmp_path / "study" / "report.html").exists()
+
+
+@pytest.mark.parametrize("classes", [1, 2, 10, 15, 20, 100])
+def test_every_class_keeps_a_style_of_its_own_and_colours_that_share_a_marker_stay_apart(classes):
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from vaelab.visualisation import palette
+
+    styles = [palette.class_style(label, classes) for label in range(classes)]
+    assert len({(tuple(colour), marker) for colour, marker in styles}) == classes
+    for marker in {m for _, m in styles}:
+        lab = rgb2lab(np.array([[colour[:3] for colour, m in styles if m == marker]]))[0]
+        gaps = [deltaE_ciede2000(lab[i], lab[j]) for i in range(len(lab)) for j in range(i + 1, len(lab))]
+        assert min(gaps, default=np.inf) >= palette.MIN_DELTA_E, (marker, min(gaps))
+    if classes <= 10:  # the digits' colours of every earlier figure
+        assert [colour for colour, _ in styles] == [palette.TAB10(label) for label in range(classes)]
+
+
+@pytest.mark.parametrize("classes", [15, 100])
+def test_a_latent_scatter_of_many_classes_draws_each_in_its_legend_style(classes):
+    from vaelab.visualisation import drawing, palette
+    from vaelab.visualisation.frames import Frame
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(400) % classes
+    empty = np.zeros((10, 8, 8), dtype=np.float32)
+    frame = Frame(0, 1.0, 10, rng.normal(size=(400, 2)), labels, empty, np.zeros(10), empty, *np.zeros((3, 10)),
+                  class_names=np.array([f"class {c}" for c in range(classes)]))
+    figure = drawing.latent_frame_figure(frame.mu, frame, 2, "z", ((-4, 4), (-4, 4)))
+    ax = figure.fig.axes[0]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"class {c}" for c in range(classes)]
+    assert len(figure.changing) == -(-classes // palette.TWENTY.N)  # one collection per marker in use
+    drawn = sorted(int(i) for _, idx in figure.changing for i in idx)
+    assert drawn == list(range(400))  # every point once, whatever its group
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 7
+    renderer = figure.fig.canvas.get_renderer()
+    box, page = legend.get_window_extent(renderer), figure.fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1  # nothing cut off

@@ -26,6 +26,7 @@ from .. import rundir
 from ..atomic import write_bytes_atomic
 from ..metrics import POINT_METRICS
 from ..models import VAE
+from . import palette
 from .frames import SUBSAMPLE_TOTAL, Frame, display_images, model_images
 from .projection import latent_points
 
@@ -42,7 +43,7 @@ R = TypeVar("R")
 GIF_FRAME_MS = 700
 GIF_LAST_FRAME_MS = 2500
 GIF_COLOURS = 128
-DIGIT_CMAP = matplotlib.colormaps["tab10"]
+LEGEND_ROWS = 25  # past twenty classes the legend wraps into columns of this many, so 100 fit the figure's height
 BRIGHTNESS_CMAP = matplotlib.colormaps["viridis"]
 SPLIT_STYLE = {"train": {"color": "#e07b39", "linestyle": "--"}, "test": {"color": "#2b6ca3", "linestyle": "-"}}
 STYLE = {
@@ -103,11 +104,6 @@ def save_gif(images: Sequence[Image.Image], path: Path) -> Path:
     return path
 
 
-def _class_colour(label: int, classes: int):
-    """tab10 for up to ten classes (the digits' colours), else evenly around a cyclic map."""
-    return DIGIT_CMAP(label) if classes <= 10 else matplotlib.colormaps["hsv"]((label + 0.5) / classes)
-
-
 def _digit_legend(ax, frame: Frame, **kwargs) -> None:
     """A legend of the classes, or, without labels, a colour bar of mean brightness."""
     if not frame.labelled:
@@ -116,11 +112,13 @@ def _digit_legend(ax, frame: Frame, **kwargs) -> None:
         ax.figure.colorbar(mappable, ax=ax, label="mean brightness of the image", fraction=0.05, pad=0.02)
         return
     classes = int(frame.labels.max()) + 1
-    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=_class_colour(int(c), classes),
-                      label=frame.class_name(int(c))) for c in np.unique(frame.labels)]
+    styles = {int(c): palette.class_style(int(c), classes) for c in np.unique(frame.labels)}
+    handles = [Line2D([], [], linestyle="", marker=marker, markersize=6, color=colour, label=frame.class_name(c))
+               for c, (colour, marker) in styles.items()]
     title = "digit" if frame.digits_shown else "class"
     ax.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.01, 0.5),
-              ncol=1 if len(handles) <= 20 else 2, fontsize=9 if len(handles) <= 20 else 7, **kwargs)
+              ncol=math.ceil(len(handles) / LEGEND_ROWS) if len(handles) > 20 else 1,
+              fontsize=9 if len(handles) <= 20 else 7, **kwargs)
 
 
 def _brightness_range(frame: Frame) -> tuple[float, float]:
@@ -139,12 +137,21 @@ def _fixed_limits(points: Sequence[np.ndarray], pad: float = 0.05) -> tuple[tupl
 
 
 def _scatter_values(frame: Frame) -> tuple[np.ndarray, Any, float, float]:
-    """What a latent scatter is coloured by: the class (digits: tab10), else each image's mean brightness."""
+    """What a latent scatter is coloured by: the class (``palette``), else each image's mean brightness."""
     if not frame.labelled:
         return (frame.brightness, BRIGHTNESS_CMAP, *_brightness_range(frame))
     classes = int(frame.labels.max()) + 1
-    cmap = DIGIT_CMAP if classes <= 10 else matplotlib.colormaps["hsv"]
-    return frame.labels, cmap, -0.5, max(classes, 10) - 0.5
+    cmap = palette.class_cmap(classes)
+    return palette.class_value(frame.labels, classes), cmap, -0.5, cmap.N - 0.5
+
+
+def _scatter_groups(frame: Frame, n: int) -> list[tuple[str, np.ndarray]]:
+    """(marker, the indices of the points drawn with it, in drawing order): one group up to twenty classes."""
+    order = _draw_order(n)
+    if not frame.labelled:
+        return [(palette.MARKERS[0], order)]
+    markers = palette.class_marker(frame.labels[order], int(frame.labels.max()) + 1)
+    return [(marker, order[markers == marker]) for marker in dict.fromkeys(markers)]
 
 
 def marker_size(points: int, full: float = 5.0, at: int = SUBSAMPLE_TOTAL) -> float:
@@ -153,12 +160,14 @@ def marker_size(points: int, full: float = 5.0, at: int = SUBSAMPLE_TOTAL) -> fl
     return float(np.clip(full * math.sqrt(at / max(points, 1)), full, 8 * full))
 
 
-def _scatter_digits(ax, points: np.ndarray, frame: Frame, size: float | None = None):
+def _scatter_digits(ax, points: np.ndarray, frame: Frame, size: float | None = None) -> list[tuple[Any, np.ndarray]]:
+    """The points coloured by class (or brightness), one collection per marker; returns each collection with
+    the indices of the points it draws, for the next frame to move."""
     values, cmap, low, high = _scatter_values(frame)
     size = marker_size(len(points)) if size is None else size
-    order = _draw_order(len(points))
-    return ax.scatter(points[order, 0], points[order, 1], c=values[order], cmap=cmap, vmin=low, vmax=high,
-                      s=size, alpha=0.75, linewidths=0, rasterized=True)
+    return [(ax.scatter(points[idx, 0], points[idx, 1], c=values[idx], cmap=cmap, vmin=low, vmax=high, s=size,
+                        marker=marker, alpha=0.75, linewidths=0, rasterized=True), idx)
+            for marker, idx in _scatter_groups(frame, len(points))]
 
 
 def _image_grid(images: np.ndarray, rows: int, cols: int, gap: int = 2) -> np.ndarray:
@@ -183,7 +192,7 @@ class FrameFigure:
 
     fig: Figure
     title: Any  # the suptitle Text
-    changing: list[Any]  # the artists a frame updates: a scatter, or an image and its metric labels
+    changing: list[Any]  # what a frame updates: (scatter, its points' indices) pairs, or an image and its labels
 
 
 def _draw_order(n: int) -> np.ndarray:
@@ -196,7 +205,7 @@ def latent_frame_figure(points: np.ndarray, frame: Frame, latent_dim: int, metho
     epoch = frame.epoch
     fig = _figure(7.4, 6.2)
     ax = fig.add_subplot()
-    scatter = _scatter_digits(ax, points, frame)
+    groups = _scatter_digits(ax, points, frame)
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
     _digit_legend(ax, frame, **({"markerscale": 1.2} if frame.labelled else {}))
@@ -218,14 +227,14 @@ def latent_frame_figure(points: np.ndarray, frame: Frame, latent_dim: int, metho
     title = fig.suptitle(f"Latent size {latent_dim} · {_epoch_text(epoch)}")
     ax.set_title(f"{what} of {len(points):,} test images", fontsize=10, color="0.35")
     fig.tight_layout()  # the limits are fixed for the whole sequence, so this layout holds for every frame
-    return FrameFigure(fig, title, [scatter])
+    return FrameFigure(fig, title, groups)
 
 
 def show_latent_frame(figure: FrameFigure, points: np.ndarray, frame: Frame, latent_dim: int) -> None:
-    order = _draw_order(len(points))
-    scatter = figure.changing[0]
-    scatter.set_offsets(points[order])
-    scatter.set_array(_scatter_values(frame)[0][order])
+    values = _scatter_values(frame)[0]
+    for scatter, idx in figure.changing:  # the same images in every frame, so the same groups
+        scatter.set_offsets(points[idx])
+        scatter.set_array(values[idx])
     figure.title.set_text(f"Latent size {latent_dim} · {_epoch_text(frame.epoch)}")
 
 
