@@ -178,8 +178,10 @@ def study_options(func: Callable) -> Callable:
         click.option("--jobs", type=str, default=None,
                      help="Train this many runs at once, as separate processes sharing the cores (auto: one per "
                           "core, one thread each) [default: auto for a grid (--vary, --seeds), measured 1.25x faster "
-                          "than one run at a time on 2 cores; 1 for latent sizes alone, so that their numbers stay "
-                          "those of earlier studies]. At a given --threads, a run's numbers do not depend on it."),
+                          "than one run at a time on 2 cores; 1 for latent sizes alone, which shows each run's "
+                          "progress bar (the default study's numbers are the same at --jobs 1, 2 and 3; 3 was 1.18x "
+                          "faster on 2 cores: docs/performance.md)]. At a given --threads, a run's numbers do not "
+                          "depend on it."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="Threads per run [default: every core for --jobs 1, an equal share of the cores otherwise]. "
                           "A run's numbers depend on its thread count (the order of floating-point sums), not on "
