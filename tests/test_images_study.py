@@ -91,6 +91,9 @@ def test_unlabelled_folder_leaves_out_label_measures_and_says_why(tmp_path):
     assert frame.example_title(0) == "test image 0"
     html = build_report(study).html.read_text()
     assert "Not measured: probe accuracy" in html and "the data has no labels" in html
+    words = re.sub(r"<[^>]+>", " ", html).lower()  # the text, not the markup: no digits, and no classes to speak of
+    assert "digit" not in words and "class probe" not in words and "classifier's view" not in words
+    assert "fixed test images (top) and their reconstructions" in words
 
 
 @pytest.mark.slow

@@ -189,7 +189,9 @@ def test_final_measures_of_a_trained_model_are_in_range(trained_small_model, mni
     measures, seconds = final_measures(trained_small_model, config, data, tiny_classifier, iwae_k=8)
     assert set(measures) == {"iwae_log_likelihood", "iwae_k", "active_units", "latent_units", "probe_accuracy",
                              "fd_classifier", "recon_class_accuracy", "sample_class_entropy",
-                             "classifier_test_accuracy"}
+                             "classifier_test_accuracy", "chance_accuracy", "max_class_entropy"}
+    majority = torch.bincount(data.test.labels).max().item() / len(data.test.labels)
+    assert measures["chance_accuracy"] == majority and measures["max_class_entropy"] == math.log(10)
     elbo = -evaluate_split(trained_small_model, as_float_images(data.test.images, torch.device("cpu"))).metrics["loss"]
     assert elbo < measures["iwae_log_likelihood"] < 0
     assert measures["iwae_k"] == 8 and 1 <= measures["active_units"] <= measures["latent_units"] == 4

@@ -453,6 +453,7 @@ def render_html(study: Study, rows: Sequence[dict[str, Any]], reading: Sequence[
         reading=reading,
         comparison_png=COMPARISON_PNG,
         probe_word=probe_word(runs[0].dataset) if runs else "class",
+        labelled=any("probe_accuracy" in run.final for run in runs),
         schedule=evaluation_schedule(runs),
         sections=[run_section(study.path, run, colours[run.name], anchor, run.name in animated)
                   for anchor, run in zip(anchors, runs, strict=True)],
