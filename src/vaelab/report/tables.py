@@ -22,11 +22,12 @@ class Column:
     header: str
     fmt: str  # format spec in the Markdown and HTML tables
     better: str | None = None  # "low" or "high": the best value is marked in the HTML table
+    metric: Metric | None = None  # the declared metric it shows (its meaning and yardstick); None: undeclared
 
 
 def split_column(split: str, key: str) -> Column:
     m = metric_of(key)
-    return Column(f"{split}_{key}", f"{split} {m.header}", m.fmt, m.better)
+    return Column(f"{split}_{key}", f"{split} {m.header}", m.fmt, m.better, m)
 
 
 # Every test metric (the published definitions are empty for runs that predate them), then the train fit.
@@ -56,7 +57,7 @@ def final_rows(runs: Sequence[ReportedRun]) -> list[dict[str, Any]]:
     return rows
 
 
-MEASURE_COLUMNS = {m.key: Column(m.key, m.header, m.fmt, m.better) for m in FINAL_MEASURES}
+MEASURE_COLUMNS = {m.key: Column(m.key, m.header, m.fmt, m.better, m) for m in FINAL_MEASURES}
 
 
 def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
@@ -68,18 +69,12 @@ def measure_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     return [MEASURE_COLUMNS.get(k) or Column(k, k.replace("_", " "), ".4g") for k in keys]
 
 
-def metric_of_column(column: Column) -> Metric | None:
-    """The declared metric a column shows (``test_ssim`` shows ``ssim``), or None for an undeclared measure."""
-    key = column.key.split("_", 1)[1] if column.key.split("_", 1)[0] in ("test", "train") else column.key
-    return BY_KEY.get(key) if key in BY_KEY else BY_KEY.get(column.key)
-
-
 def column_notes(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     """(header, what it means; its yardstick) for each column, the yardstick computed from the runs' data where
     it depends on it (chance accuracy, ln K)."""
     notes = []
     for column in columns:
-        metric = metric_of_column(column)
+        metric = column.metric
         if metric is None or not metric.meaning:
             continue
         yardstick = reference_text(metric, list(rows))
@@ -89,7 +84,7 @@ def column_notes(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> l
 
 def above_yardstick(row: dict[str, Any], column: Column) -> bool:
     """False for a score at or below what chance gets on the run's data: never marked as best."""
-    metric = metric_of_column(column)
+    metric = column.metric
     if metric is None or metric.reference != "chance_accuracy" or "chance_accuracy" not in row:
         return True
     return row[column.key] > row["chance_accuracy"]
