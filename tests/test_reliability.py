@@ -79,9 +79,10 @@ def tiny(small_idx) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(tiny, tmp_path_factory) -> Path:
-    """An uninterrupted study of latent sizes 2, 3 and 4; its latent_2 is also the uninterrupted `train`."""
+    """An uninterrupted study of latent sizes 2, 3 and 4; its latent_2 is also the uninterrupted `train`. It
+    draws no figures: they never feed back into training, and what the tests compare is the trained state."""
     study = tmp_path_factory.mktemp("reference")
-    done = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny)
+    done = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, "--no-artifacts")
     assert done.returncode == 0, done.stderr
     return study
 
@@ -168,7 +169,7 @@ def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_kill_9_at_any_moment_then_resume_gives_the_uninterrupted_run(tiny, reference, tmp_path):
     ref, run = reference / "latent_2", tmp_path / "run"
-    resume = ["train", "--run-dir", str(run), "--resume", "--no-measures", "--no-progress"]
+    resume = ["train", "--run-dir", str(run), "--resume", "--no-measures", "--no-progress", "--no-artifacts"]
 
     # During the 3rd evaluation point of epoch 1 (step 4): no checkpoint yet, so no history on disk either.
     killed = run_vaelab("train", "-z", "2", "--run-dir", str(run), *tiny, fault=("eval", 3, "KILL"))
@@ -527,7 +528,8 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_stale_lock(tiny, 
 def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrupted_one(tiny, reference, tmp_path):
     study = tmp_path / "study"
     # Killed in the middle of step 12 of latent size 3: 24 steps of size 2, then 12 of size 3.
-    killed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, fault=("step", 36, "KILL"))
+    killed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, "--no-artifacts",
+                        fault=("step", 36, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     assert load_checkpoint(study / "latent_2" / "checkpoint.pt")["epoch"] == 3
     assert load_checkpoint(study / "latent_3" / "checkpoint.pt")["epoch"] == 1
@@ -537,7 +539,7 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
 
     # Resumed without repeating the training options: the study keeps the settings it was started with.
     resumed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", "--resume", "--no-measures",
-                         "--no-progress")
+                         "--no-progress", "--no-artifacts")
     assert resumed.returncode == 0, resumed.stderr
     assert "latent 2: already finished, skipped" in resumed.stdout and "== latent size 2" not in resumed.stdout
     assert snapshot(study / "latent_2") == finished_before
