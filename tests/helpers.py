@@ -10,10 +10,14 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vaelab.callbacks import Callback, EvalPoint
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -143,3 +147,62 @@ def wandb_offline_records(run_dir: Path) -> list:
             record.ParseFromString(pending)
             records.append(record)
     return records
+
+
+class DeviceFloat64Guard(TorchDispatchMode):
+    """Records every float64 value computed on what a run put on its device (Apple's MPS has no float64).
+
+    On a CPU-only machine the device is the CPU, so "on the device" is followed by hand: tensors ``mark``ed (the
+    model's weights, the images the run moved to its device) and everything an operation computes from them
+    are device values; a copy to the host with an explicit ``device="cpu"`` (``precision.to_host_float64``,
+    ``Tensor.cpu()``) leaves the device. A float64 device value is what MPS would refuse. Not seen: a float64
+    tensor created on the device from nothing (a factory with ``device=``), which a CPU run cannot tell apart.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._marked: dict[int, weakref.ref] = {}
+        self._cpu = torch.Tensor.cpu
+
+    def mark(self, *tensors: torch.Tensor) -> None:
+        for tensor in tensors:
+            self._marked[id(tensor)] = weakref.ref(tensor)
+
+    def on_device(self, tensor: torch.Tensor) -> bool:
+        ref = self._marked.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+    def __enter__(self):
+        cpu = self._cpu
+        # On the CPU, .cpu() returns the tensor itself; on a GPU it is a host copy: make it one here too.
+        torch.Tensor.cpu = lambda t, *a, **k: (t.to(device="cpu", copy=True) if t.device.type == "cpu"
+                                               else cpu(t, *a, **k))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.Tensor.cpu = self._cpu
+        return super().__exit__(*exc)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        to_host = func is torch.ops.aten._to_copy.default and kwargs.get("device") == torch.device("cpu")
+        inputs = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if not to_host and any(self.on_device(t) for t in inputs):
+            for tensor in torch.utils._pytree.tree_leaves(out):
+                if isinstance(tensor, torch.Tensor):
+                    self.mark(tensor)
+                    if tensor.dtype == torch.float64:
+                        self.found.append(f"{func} at {vaelab_caller()}")
+        return out
+
+
+def vaelab_caller() -> str:
+    """The innermost vaelab source line on the Python stack: where a guarded operation came from."""
+    frame = sys._getframe()
+    while frame is not None:
+        if f"{os.sep}vaelab{os.sep}" in frame.f_code.co_filename:
+            return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "outside vaelab"

@@ -2,6 +2,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vaelab.losses import kl_to_standard_normal, negative_elbo, reconstruction_nll
 
@@ -86,3 +87,22 @@ def test_learned_gaussian_std_is_a_normal_density_and_receives_gradients():
     assert torch.allclose(nll, expected, atol=1e-3)
     nll.sum().backward()
     assert log_std.grad is not None and log_std.grad.abs() > 0
+
+
+def test_a_fixed_gaussian_std_never_becomes_a_tensor_on_the_device():
+    """Building the std on the device from a Python float is a host-to-device copy, which blocks a GPU at every
+    step: on the ``meta`` device (shapes only) no scalar may appear there; a learned std is a device parameter."""
+    seen: list[torch.Tensor] = []
+
+    class Scalars(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.extend(a for a in args if isinstance(a, torch.Tensor) and a.dim() == 0)
+            return func(*args, **(kwargs or {}))
+
+    logits, x, mu = (torch.zeros(4, 1, 28, 28, device="meta"), torch.zeros(4, 1, 28, 28, device="meta"),
+                     torch.zeros(4, 2, device="meta"))
+    with Scalars():
+        loss = negative_elbo(logits, x, mu, mu, "gaussian", 1.0, 0.1)[0]
+    assert loss.device.type == "meta" and seen and all(s.device.type == "cpu" for s in seen)
+    learned = torch.nn.Parameter(torch.tensor(0.1, device="meta"))
+    assert negative_elbo(logits, x, mu, mu, "gaussian-learned", 1.0, learned)[0].device.type == "meta"

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vaelab.config import ModelConfig
 from vaelab.errors import SettingsError
@@ -209,3 +210,24 @@ def test_sample_refuses_a_count_that_is_not_a_whole_number(n):
     with pytest.raises(SettingsError, match=r"sample\(n\): n is the number of images to draw"):
         model.sample(n)
     assert model.sample(0).shape == (0, 1, 28, 28)
+
+
+def test_samples_are_drawn_where_the_generator_lives_and_decoded_where_the_model_is():
+    """A CPU generator gives the same codes on every device (the figures' and measures' fixed draws); the
+    ``meta`` device stands in for a GPU: the draw is moved there, never made there."""
+    model = VAE(ModelConfig(latent_dim=3, hidden=(16,)))
+    on_cpu = model.sample(5, torch.Generator().manual_seed(1))
+    again = model.sample(5, torch.Generator().manual_seed(1))
+    assert torch.equal(on_cpu, again) and on_cpu.shape == (5, 1, 28, 28)
+    draws: list[torch.device] = []
+
+    class Draws(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.randn.generator:
+                draws.append(kwargs["device"])
+            return func(*args, **(kwargs or {}))
+
+    elsewhere = VAE(ModelConfig(latent_dim=3, hidden=(16,))).to("meta")
+    with Draws():
+        drawn = elsewhere.sample(5, torch.Generator().manual_seed(1))
+    assert drawn.device.type == "meta" and drawn.shape == (5, 1, 28, 28) and draws == [torch.device("cpu")]

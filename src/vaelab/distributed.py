@@ -197,8 +197,10 @@ def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DdpContext | None) 
         return evaluate_split(model, images)
     rows = shard_rows(len(images), ddp.rank, ddp.world_size)
     sums, mu = split_sums(model, images, rows)
-    totals = torch.cat([sums, sums.new_tensor([rows[1] - rows[0]])])
+    # The sums are on the host; NCCL reduces device tensors (gloo, the CPU's, either).
+    totals = torch.cat([sums, sums.new_tensor([rows[1] - rows[0]])]).to(ddp.device)
     dist.all_reduce(totals)
+    totals = totals.cpu()
     count = int(totals[-1].item())
     if count != len(images):
         raise RuntimeError(f"the ranks scored {count} images of {len(images)}")  # a sharding bug, not a user error

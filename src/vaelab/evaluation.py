@@ -19,6 +19,7 @@ import torch
 from .losses import negative_elbo
 from .metrics import CORE_KEYS, POINT_KEYS
 from .models import VAE
+from .precision import to_host_float64
 from .quality import mse_per_image, psnr_orig_per_image, psnr_per_image, ssim_orig_per_image, ssim_per_image
 
 # The order of metrics.POINT_METRICS: split_sums computes them as one vector in this order.
@@ -59,7 +60,7 @@ def reconstruction_scores(x: torch.Tensor, recon: torch.Tensor) -> tuple[torch.T
 def split_sums(
     model: VAE, images: torch.Tensor, rows: tuple[int, int], batch_size: int = 2000
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 sums of every metric over ``images[rows[0]:rows[1]]``, and those images' posterior means.
+    """Float64 sums (on the CPU) of every metric over ``images[rows[0]:rows[1]]``, and those images' posterior means.
 
     The noise of every batch of the whole split is drawn, whatever ``rows`` covers, so each image gets the
     sample it gets when the split is scored at once: the sums over disjoint row ranges (one per rank of a
@@ -69,14 +70,14 @@ def split_sums(
     model.eval()
     cfg = model.config
     first, stop = rows
-    generator = torch.Generator(device=images.device).manual_seed(EVAL_NOISE_SEED)
-    sums = torch.zeros(len(METRICS), dtype=torch.float64, device=images.device)
+    generator = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # on the CPU: the same draws on every device
+    sums = torch.zeros(len(METRICS), dtype=torch.float64)  # on the host (precision.py says why)
     mus = []
     for start in range(0, len(images), batch_size):
         end = min(start + batch_size, len(images))
         # The whole batch's draw, whichever of its rows this call scores: see the docstring.
-        eps = torch.randn((end - start, *model.latent_shape), generator=generator, device=images.device,
-                          dtype=images.dtype)
+        eps = torch.randn((end - start, *model.latent_shape), generator=generator, dtype=images.dtype)
+        eps = eps.to(images.device)
         lo, hi = max(start, first), min(end, stop)
         if lo >= hi:
             continue
@@ -89,7 +90,7 @@ def split_sums(
             loss, kl = nll, torch.zeros_like(kl)
         recon = model.decoder_mean(model.decode(mu))
         per_image = (loss, nll, kl, *reconstruction_scores(x, recon))
-        sums += torch.stack([v.double().sum() for v in per_image])
+        sums += torch.stack([to_host_float64(v).sum() for v in per_image])
         mus.append(mu.flatten(1).float().cpu())  # a spatial latent map becomes one vector per image
     model.train(was_training)
     mu = torch.cat(mus) if mus else torch.zeros((0, math.prod(model.latent_shape)))

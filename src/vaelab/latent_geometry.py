@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from .models import VAE
+from .precision import to_host_float64
 
 COVARIANCE_FLOOR = 1e-6
 INTERPOLATION_PAIRS = 200
@@ -36,9 +37,9 @@ def posterior_moments(model: VAE, images: torch.Tensor, batch_size: int = 2000) 
     means, variances = [], []
     for i in range(0, len(images), batch_size):
         mu, logvar = model.encode(images[i : i + batch_size])
-        means.append(mu.flatten(1).double().cpu())
+        means.append(to_host_float64(mu.flatten(1)))
         noise = torch.zeros_like(mu) if model.is_autoencoder else logvar.exp()
-        variances.append(noise.flatten(1).double().cpu())
+        variances.append(to_host_float64(noise.flatten(1)))
     return torch.cat(means), torch.cat(variances)
 
 
@@ -73,7 +74,7 @@ def interpolation_jump(model: VAE, images: torch.Tensor, pairs: int = INTERPOLAT
     start, end = mu[:pairs], mu[pairs:]
     t = torch.linspace(0, 1, steps + 1, device=mu.device, dtype=mu.dtype).view(1, -1, *[1] * (mu.dim() - 1))
     line = start.unsqueeze(1) + t * (end - start).unsqueeze(1)  # (pairs, steps + 1, *latent_shape)
-    decoded = model.decoder_mean(model.decode(line.flatten(0, 1))).view(pairs, steps + 1, -1).double()
+    decoded = to_host_float64(model.decoder_mean(model.decode(line.flatten(0, 1))).view(pairs, steps + 1, -1))
     step_sizes = (decoded[:, 1:] - decoded[:, :-1]).norm(dim=2)  # (pairs, steps)
     moved = step_sizes.sum(1) > 0  # two images with one code: no change along the line to judge
     if not moved.any():

@@ -66,7 +66,9 @@ def reconstruction_nll(
     elif likelihood == "continuous-bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none") - continuous_bernoulli_log_norm(logits)
     elif likelihood in ("gaussian", "gaussian-learned"):
-        std = torch.as_tensor(gaussian_std, dtype=logits.dtype, device=logits.device)
+        # A fixed std stays a CPU scalar, which every device's kernels take as an argument: building it on the
+        # device would copy from the host, a blocking transfer at every step. A learned std is already there.
+        std = torch.as_tensor(gaussian_std, dtype=logits.dtype)
         sq = (x - decoder_mean(logits, linear_output)).pow(2)
         nll = 0.5 * sq / std**2 + torch.log(std) + 0.5 * math.log(2 * math.pi)
     else:

@@ -34,6 +34,7 @@ from .data import NUM_CLASSES, Dataset
 from .latent_geometry import aggregate_posterior_kl, fitted_prior_samples, interpolation_jump
 from .losses import reconstruction_nll
 from .models import VAE
+from .precision import to_host_float64
 from .prepare import as_float_images, evaluation_images, posterior_means
 from .resources import IWAE_ROWS
 from .training import Scorer
@@ -59,7 +60,7 @@ LOG_2PI = math.log(2 * math.pi)
 def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """log p(x|z_k) + log p(z_k) - log q(z_k|x) for k samples per image: shape (k, N)."""
     mu, logvar = model.encode(x)
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)  # a CPU generator's draw
     z = model.reparameterize(mu, logvar, eps=eps)  # k samples per image, by broadcasting
     logits = model.decode(z.flatten(0, 1))
     repeated = x.expand(k, *x.shape).flatten(0, 1)
@@ -79,12 +80,12 @@ def iwae_log_likelihood(model: VAE, images: torch.Tensor, k: int = DEFAULT_IWAE_
     """
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=images.device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on every device
     per_batch = max(1, rows // k)
     out = []
     for start in range(0, len(images), per_batch):
-        log_w = log_importance_weights(model, images[start : start + per_batch], k, generator).double()
-        out.append((torch.logsumexp(log_w, dim=0) - math.log(k)).cpu())
+        log_w = to_host_float64(log_importance_weights(model, images[start : start + per_batch], k, generator))
+        out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
     model.train(was_training)
     return torch.cat(out)
 
@@ -157,8 +158,7 @@ def class_entropy(predictions: torch.Tensor, num_classes: int = NUM_CLASSES) -> 
 @torch.no_grad()
 def prior_samples(model: VAE, n: int = GENERATED_SAMPLES, seed: int = SAMPLE_SEED,
                   batch_size: int = 2000) -> torch.Tensor:
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # model.sample moves the CPU draw to the model's device
     return torch.cat([model.sample(min(batch_size, n - i), generator) for i in range(0, n, batch_size)])
 
 

@@ -141,11 +141,13 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images (decoder means) from z ~ N(0, I)."""
+        """n images (decoder means) from z ~ N(0, I); z is drawn where ``generator`` lives (a CPU generator
+        gives the same images on every device) and decoded where the model is."""
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise SettingsError(f"sample(n): n is the number of images to draw, a whole number >= 0; got {n!r}.")
         device = next(self.parameters()).device
-        z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
+        z = torch.randn((n, *self.latent_shape), generator=generator,
+                        device=generator.device if generator is not None else device).to(device)
         return self.decoder_mean(self.decode(z))
 
 

@@ -14,7 +14,6 @@ Messages (what is being drawn, the final measures) go to ``notify``, ``print`` u
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import numbers
 import os
@@ -245,10 +244,7 @@ def draw(trainer: Trainer, options: RunOptions, notify: Notify) -> dict[str, Pat
 
     latent_dim = trainer.config.model.latent_dim
     notify(f"latent {latent_dim}: drawing figures and GIFs ...")
-    model = trainer.state.model
-    if trainer.device.type != "cpu":  # the figures are drawn on the CPU; the run's model stays where it is
-        model = copy.deepcopy(model).cpu()
-    written = render_run_artifacts(trainer.run_dir, options.projection, model=model)
+    written = render_run_artifacts(trainer.run_dir, options.projection, model=trainer.state.model)
     notify(f"latent {latent_dim}: {len(written)} figures in {trainer.run_dir}")
     return written
 

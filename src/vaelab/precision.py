@@ -1,7 +1,12 @@
-"""Which floating-point precision the training step runs in, and the autocast context for it.
+"""Which floating-point precision the training step runs in, the autocast context for it, and where float64 lives.
 
 ``auto`` picks bf16 autocast where the hardware does bf16 arithmetic fast (CPUs with AMX or AVX-512-BF16,
 CUDA GPUs of compute capability 8 and up) and fp32 elsewhere. Evaluation always runs in fp32.
+
+Float64 (the sums behind every recorded mean, the IWAE's log-sum-exp) lives on the host: Apple's MPS has no
+float64 at all, and on a GPU the sums are a few numbers per batch. ``to_host_float64`` is the one way values
+leave the device for it. Fixed random draws (the binarised test set, the evaluation and IWAE noise, prior
+samples) come from CPU generators and are then moved, so a run on any device is scored on the same draws.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from . import architectures
 from .errors import VaelabError
 
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def to_host_float64(values: torch.Tensor) -> torch.Tensor:
+    """``values`` as float64 on the CPU (one copy; the device never holds a float64 tensor)."""
+    return values.to(device="cpu", dtype=torch.float64)
+
+
 def cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -28,9 +28,10 @@ def as_float_images(images: torch.Tensor | np.ndarray, device: torch.device | st
 
 
 def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """One fixed Bernoulli draw per pixel, with the grey level as its probability."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    return torch.bernoulli(images, generator=generator)
+    """One fixed Bernoulli draw per pixel, with the grey level as its probability; drawn on the CPU, so a run on
+    any device is scored on the same binary images."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(images.cpu(), generator=generator).to(images.device)
 
 
 def evaluation_images(images: torch.Tensor, binarize: bool, which: str) -> torch.Tensor:

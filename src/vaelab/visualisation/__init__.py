@@ -11,6 +11,7 @@ Two halves, kept apart so training stays fast:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -80,13 +81,19 @@ def figures_outdated(run_dir: str | Path) -> bool:
     return any(not path.exists() or path.stat().st_mtime_ns < newest for path in paths)
 
 
+def on_cpu(model: VAE) -> VAE:
+    """The model itself where it is on the CPU, else a CPU copy: the caller's model stays where it is."""
+    return model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+
+
 def render_run_artifacts(run_dir: str | Path, projection: str | None = None,
                          model: VAE | None = None) -> dict[str, Path]:
     """(Re)build every per-run figure from what the run directory holds; returns name -> path.
 
     Works while the run is training or after it was interrupted: it uses whatever frames and history
     exist, and skips what needs a checkpoint (samples, interpolations, manifold) until there is one.
-    ``model``: the trained model, already in memory (on the CPU), instead of the checkpoint's.
+    ``model``: the trained model, already in memory (on any device: the figures are drawn from a CPU copy of it),
+    instead of the checkpoint's.
     """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).exists():
@@ -105,7 +112,7 @@ def render_run_artifacts(run_dir: str | Path, projection: str | None = None,
     if history:
         written[rundir.METRICS_PNG] = render_metrics(run_dir, history, latent_dim)
     if model is not None or rundir.has_checkpoint(run_dir):
-        model = model if model is not None else load_model(run_dir)[0]
+        model = on_cpu(model) if model is not None else load_model(run_dir)[0]
         written[rundir.SAMPLES_PNG] = render_samples(run_dir, model)
         if frames:
             written[rundir.INTERPOLATIONS_PNG] = render_interpolations(run_dir, model, frames[-1])
