@@ -11,7 +11,7 @@ import vaelab
 from helpers import small_config
 from vaelab.checkpoint import load_model
 from vaelab.cli import cli
-from vaelab.pipeline import RunOptions
+from vaelab.pipeline import RunOptions, resumed_config
 
 QUICK = RunOptions(progress=False, measures=False, artifacts=False)
 
@@ -209,3 +209,19 @@ def test_an_epoch_of_a_few_steps_is_warned_with_a_batch_size_to_try(mnist, tmp_p
     warning = next(str(w.message) for w in caught if "optimiser steps" in str(w.message))
     assert "70 training images at --batch-size 64 make 2 optimiser steps per epoch" in warning
     assert "try --batch-size 7" in warning
+
+
+def test_a_resumed_run_keeps_its_settings_but_runs_on_the_device_asked_for_now(tmp_path):
+    """The device is where a run runs, not what it trains: resuming on another node takes this call's
+    --device (default auto), and the command line does not call it ignored."""
+    run = tmp_path / "run"
+    run.mkdir()
+    small_config(latent_dim=3, epochs=2, lr=5e-3).save(run / "config.json")
+    asked = small_config(latent_dim=3, epochs=2).with_settings({"train.device": "auto", "lr": 1e-4})
+    resumed = resumed_config(run, asked, None)
+    assert resumed.train.device == "auto" and resumed.train.lr == 5e-3
+    with pytest.warns(UserWarning, match="ignored") as warned:  # then it looks for MNIST: not the subject here
+        CliRunner().invoke(cli, ["train", "--run-dir", str(run), "--resume", "--device", "cpu", "--lr", "0.1",
+                                 "--data-dir", str(tmp_path / "nowhere"), "--no-progress"])
+    message = str(warned[0].message)
+    assert "--lr 0.1 (kept: 0.005). Only" in message and "--device" not in message.split("Only")[0]

@@ -5,6 +5,7 @@ import torch
 
 from helpers import small_config as shared_small_config
 from vaelab import precision
+from vaelab.callbacks import Callback
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import CheckpointError, OutputDirError
@@ -220,3 +221,51 @@ def test_the_train_state_round_trips_through_the_checkpoint(mnist, tmp_path):
     for name, weight in trained.model.state_dict().items():
         assert torch.equal(restored.model.state_dict()[name], weight), name
     assert restored.to_checkpoint(config, {}).keys() == saved.keys() - {"format", "checkpoint_version"}
+
+
+def test_a_run_checkpointed_on_another_kind_of_device_resumes_here_with_its_noise_reseeded(mnist, tmp_path):
+    """A run started on a GPU node and continued on a CPU one: the weights, optimiser and position carry over;
+    a CUDA generator's state (16 bytes of Philox) cannot seed a CPU generator, so the stream is reseeded, with a
+    warning that says the continuation is valid but not bitwise the uninterrupted run."""
+    data, run = mnist.head(512, 128), tmp_path / "run"
+    fit(Trainer(small_config(epochs=1), data, run, progress=False))
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert saved["device_type"] == "cpu"
+    torch.save({**saved, "device_type": "cuda", "noise": torch.zeros(16, dtype=torch.uint8)}, run / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="resuming on cpu a run checkpointed on cuda.*reseeded at step 8"):
+        history = fit(Trainer(small_config(epochs=2), data, run, progress=False), resume=True)
+    resumed = load_checkpoint(run / "checkpoint.pt")
+    assert resumed["device_type"] == "cpu" and resumed["epoch"] == 2 and len(history) == 5 + 2
+    assert history[:6] == saved["history"]
+
+
+def test_the_numerical_settings_are_set_for_the_run_recorded_and_restored(mnist, tmp_path):
+    """TF32 off (Ampere's default would make "fp32" untrue), deterministic kernels when asked; the process's own
+    settings come back afterwards, and the environment record says what the run used."""
+    seen = {}
+
+    class Probe(Callback):
+        def on_eval_point(self, point):
+            seen.update(deterministic=torch.are_deterministic_algorithms_enabled(),
+                        tf32=torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+    torch.backends.cudnn.allow_tf32 = True
+    trainer = Trainer(small_config(epochs=1, deterministic=True), mnist.head(256, 64), tmp_path / "run",
+                      callbacks=[Probe()], progress=False)
+    fit(trainer)
+    assert seen == {"deterministic": True, "tf32": False}
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.allow_tf32
+    environment = json.loads((tmp_path / "run" / "metrics.json").read_text())["environment"]
+    assert (environment["tf32"], environment["deterministic"], environment["cudnn_benchmark"]) == ("off", "on", "off")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["deterministic"] is True
+
+
+def test_bf16_asked_for_on_a_gpu_without_native_bf16_trains_in_fp32_with_a_notice(monkeypatch):
+    """T4s and V100s (compute capability 7) emulate bf16, slower than fp32: vaelab says so and uses fp32."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.warns(UserWarning, match="Tesla T4 has no native bf16 .* training in fp32 instead"):
+        assert precision.resolve("bf16", torch.device("cuda"), "resnet-spatial") == "fp32"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert precision.resolve("bf16", torch.device("cuda"), "resnet-spatial") == "bf16"
+    assert precision.resolve("auto", torch.device("cuda"), "resnet-spatial") == "bf16"

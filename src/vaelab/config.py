@@ -147,6 +147,11 @@ class TrainConfig:
         "or AVX-512-BF16, CUDA GPUs from Ampere on) for the architectures that allow it (resnet-spatial), else fp32 "
         "(the mlp and conv models ended outside 0.1 dB / 0.3 nats of fp32 or would change the default study's "
         "numbers; ask for bf16 explicitly). Evaluation is always fp32."))
+    deterministic: bool = setting(False, "deterministic algorithms", help=(
+        "Use only deterministic kernels (torch.use_deterministic_algorithms, cuDNN's deterministic mode, a fixed "
+        "cuBLAS workspace), so two GPU runs of the same settings are bitwise equal; slower on a GPU, and an "
+        "operation without a deterministic kernel stops the run with an error naming it. CPU runs are "
+        "deterministic either way."))
     adversarial: bool = setting(False, "the adversarial term", help=(
         "Add the published PatchGAN discriminator (least squares, weight 0.5, from step 1000, its own Adam), "
         "trained from scratch."))

@@ -42,6 +42,8 @@ from .presets import PRESET_NOTES, PRESETS
 
 # Each command takes the latent size its own way (-z); the rest are set from the data.
 NOT_OPTIONS = ("model.latent_dim", *DERIVED_KEYS)
+# What a resumed run takes from the command line: --epochs may extend it, --device moves it (a GPU node, a CPU one).
+CHANGE_ON_RESUME = ("train.epochs", "train.device")
 # Choices the config leaves to the data readers, which own the list.
 READER_CHOICES = {"data.dataset": DATASETS}
 # Paths recorded absolute, so that a resumed run or `vaelab serve` finds them from anywhere (MNIST's directory
@@ -249,17 +251,17 @@ def unused_settings(config: RunConfig, keys: list[str], varied: tuple[str, ...] 
 
 def warn_ignored_on_resume(ctx: click.Context, asked: RunConfig, saved: RunConfig, also: tuple[str, ...] = ()) -> None:
     """A resumed run keeps the settings it was started with: each option given now that differs from them is
-    named as ignored (``--epochs`` excepted: it may extend the run)."""
+    named as ignored (``CHANGE_ON_RESUME`` excepted)."""
     keys = [*also, *given_keys(ctx)] if ctx.params.get("config_file") is None and ctx.params.get("preset") is None \
         else setting_keys()
     ignored = [f"{option_label(key)} {value_text(setting_value(asked, key))} "
                f"(kept: {value_text(setting_value(saved, key))})"
-               for key in dict.fromkeys(keys) if key not in ("train.epochs", *NOT_OPTIONS) or key in also
+               for key in dict.fromkeys(keys) if key not in (*CHANGE_ON_RESUME, *NOT_OPTIONS) or key in also
                if setting_value(asked, key) != setting_value(saved, key)]
     if ignored:
         warnings.warn("--resume continues with the settings the run was started with, so these are ignored: "
-                      f"{'; '.join(ignored)}. Only --epochs can change on resume; train other settings in a new "
-                      "directory.", UserWarning, stacklevel=2)
+                      f"{'; '.join(ignored)}. Only --epochs and --device can change on resume; train other settings "
+                      "in a new directory.", UserWarning, stacklevel=2)
 
 
 def option_label(key: str) -> str:

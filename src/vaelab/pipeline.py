@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import distributed, grid, parallel, resources, rundir
+from . import distributed, grid, parallel, precision, resources, rundir
 from .atomic import check_writable
 from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint
@@ -147,7 +147,9 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     # The run's files are written last at each moment, once the frames and trackers have what they keep.
     trainer.callbacks = [*own, *user.callbacks, store] if trainer.is_main else []
     try:
-        with store.held(config, options.resume, ddp) as saved:
+        # The measures score in the run's numerical settings (TF32 off, determinism as asked) too.
+        backends = precision.backend_settings(trainer.device, config.train.deterministic)
+        with store.held(config, options.resume, ddp) as saved, backends:
             history = trainer.run(saved)
             result = RunResult(run_dir, config, history, model=trainer.state.model.eval())
             if trainer.is_main and options.measures:
@@ -448,7 +450,8 @@ def build_report_quietly(study_dir: Path) -> None:
 
 def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> RunConfig:
     """A resumed run keeps the config it was started with (``fallback`` where it saved none); only the
-    epoch count may change."""
+    epoch count may change, and the device is where it runs now (``fallback``'s): a run may move between a GPU
+    node and a CPU one."""
     saved_path = run_dir / rundir.CONFIG
     if not saved_path.exists():
         return fallback
@@ -460,6 +463,7 @@ def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> Ru
                                 f"can only go further (--epochs {reached} or more). To train a shorter run, start "
                                 "one in a new directory.")
         saved.train.epochs = epochs
+    saved.train.device = fallback.train.device
     return saved
 
 
@@ -471,10 +475,13 @@ def trained_epochs(run_dir: Path) -> int:
 
 def resumed_base(study_dir: Path, recorded: dict[str, Any] | None, dims: list[int], fresh: RunConfig) -> RunConfig:
     """The settings a resumed study keeps: study.json's base config, else (studies of latent sizes from before
-    it recorded one) its runs' config.json; ``fresh`` where it has saved neither."""
+    it recorded one) its runs' config.json; ``fresh`` where it has saved neither. The device is ``fresh``'s,
+    where the study runs now."""
     if recorded and "base_config" in recorded:
-        return RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
-    return saved_study_config(study_dir, dims, fresh)
+        base = RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
+    else:
+        base = saved_study_config(study_dir, dims, fresh)
+    return base.with_settings({"train.device": fresh.train.device})
 
 
 def saved_study_config(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:

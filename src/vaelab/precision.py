@@ -12,6 +12,9 @@ samples) come from CPU generators and are then moved, so a run on any device is 
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -53,11 +56,50 @@ def resolve(requested: str, device: torch.device, arch: str) -> str:
     if requested == "bf16":
         if device.type not in ("cpu", "cuda"):
             raise VaelabError(f"--precision bf16 is not supported on {device.type}; use fp32 or auto.")
+        if device.type == "cuda" and not bf16_is_fast(device):
+            warnings.warn(f"--precision bf16: {torch.cuda.get_device_name(device)} has no native bf16 arithmetic "
+                          "(it arrived with compute capability 8, Ampere), where it is emulated and slower than "
+                          "fp32; training in fp32 instead.", UserWarning, stacklevel=2)
+            return "fp32"
         return "bf16"
     if requested != "auto":
         raise VaelabError(f"unknown precision {requested!r}; choose auto, fp32 or bf16.")
     # Each architecture says whether auto may pick bf16 (architectures/, ``fast_in_bf16``).
     return "bf16" if bf16_is_fast(device) and architectures.get(arch).fast_in_bf16 else "fp32"
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's documented setting for reproducible results
+
+
+def backend_record(device: torch.device, deterministic: bool) -> dict[str, str]:
+    """What ``backend_settings`` sets, for the run's environment record."""
+    benchmark = device.type == "cuda" and not deterministic
+    return {"tf32": "off", "deterministic": "on" if deterministic else "off",
+            "cudnn_benchmark": "on" if benchmark else "off"}
+
+
+@contextlib.contextmanager
+def backend_settings(device: torch.device, deterministic: bool) -> Iterator[None]:
+    """The numerical settings of a run, set for its duration and restored after.
+
+    TF32 is off: CUDA GPUs from Ampere on use it for convolutions by default, which would make "fp32" (and
+    "evaluation is always fp32") untrue there. cuDNN picks its fastest kernels (``benchmark``) unless the run
+    asks to be deterministic, which also fixes the cuBLAS workspace and refuses nondeterministic kernels.
+    """
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # read when cuBLAS first runs
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.deterministic) = before[:4]
+        torch.use_deterministic_algorithms(before[4])
 
 
 def autocast(resolved: str, device: torch.device) -> contextlib.AbstractContextManager:

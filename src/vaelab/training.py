@@ -15,6 +15,7 @@ import contextlib
 import math
 import signal
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whate
 RESUMED_STATE = ("epoch", "step_in_epoch", "step", "history", "elapsed_s", "eval_s")  # TrainState's position
 TRAINING_DEVICES = ("cpu", "cuda", "mps")
 SYNC_EVERY = 50  # steps between host syncs that check the losses (and agree on Ctrl-C under DDP)
+# Apart from any stream noise_seed starts (those differ below 2**33 and by rank << 32); wraps within 2**63.
+RESEED_STRIDE = 2**40
 FEW_STEPS = 10  # optimiser steps (an epoch's, an interval's) below which the curves say little about convergence
 # Scores added to an evaluation point's record beyond the split metrics (the test IWAE each epoch, say):
 # (model, record so far) -> entries to add.
@@ -63,7 +66,8 @@ class TrainState:
 
     def to_checkpoint(self, config: RunConfig, rank_noise: dict[str, Any]) -> dict[str, Any]:
         return {"config": config.to_dict(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "noise": self.noise.get_state(), **{k: getattr(self, k) for k in RESUMED_STATE}, **rank_noise}
+                "noise": self.noise.get_state(), "device_type": self.noise.device.type,
+                **{k: getattr(self, k) for k in RESUMED_STATE}, **rank_noise}
 
     def restore(self, saved: dict[str, Any], noise: torch.Tensor | None) -> None:
         """Load a checkpoint's weights, optimizer and position; ``noise`` is this rank's generator state, if any."""
@@ -225,7 +229,8 @@ class Trainer:
         self.perceptual = PerceptualTerms(config, self.device, self.precision, self._optimizer, data_parallel=bool(ddp))
         # Where and with what the latest session ran, for the study report.
         self.environment = {**describe_environment(self.device, self.world_size, dataset.root),
-                            "precision": self.precision}
+                            "precision": self.precision,
+                            **precision.backend_record(self.device, config.train.deterministic)}
         self.environment["images"] = dataset.describe()
         self.state: TrainState | None = None  # set by run(): the trained model is self.state.model
 
@@ -247,8 +252,12 @@ class Trainer:
 
     def _restore(self, saved: dict[str, Any]) -> TrainState:
         state = self._fresh_state()
+        noise = distributed.saved_noise_state(saved, self.ddp)
+        if saved.get("device_type", self.device.type) != self.device.type:
+            noise = reseeded_noise(saved, distributed.noise_seed(self.config.train.seed, self.rank), self.device,
+                                   self.run_dir)
         try:
-            state.restore(saved, distributed.saved_noise_state(saved, self.ddp))
+            state.restore(saved, noise)
             self.perceptual.load_state_dict(saved)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.run_dir / CHECKPOINT}: does not fit this run ({exc}).") from None
@@ -302,7 +311,8 @@ class Trainer:
                              self.environment)
             CallbackList(self.callbacks).on_fit_start(start)
         anomaly = torch.autograd.detect_anomaly() if self.detect_anomaly else contextlib.nullcontext()
-        with _SigintLatch() as sigint, anomaly:
+        backends = precision.backend_settings(self.device, self.config.train.deterministic)
+        with _SigintLatch() as sigint, anomaly, backends:
             self._train(state, sigint)
         return state.history
 
@@ -325,7 +335,7 @@ class Trainer:
                     self._stop_for_sigint(state, epoch, i + 1, session_start)
             self._end_epoch(state, epoch, session_start)
             if state.epoch < self.config.train.epochs and self._interrupted(sigint, True):  # Ctrl-C at the epoch's end
-                raise self._interruption(state)
+                raise interruption(state.step, self.steps_per_epoch, self.run_dir)
 
     def _start_epoch(self, state: TrainState) -> _EpochPass:
         cfg = self.config.train
@@ -422,13 +432,23 @@ class Trainer:
         epoch.bar.close()
         state.elapsed_s = time.perf_counter() - session_start
         self._save(state)
-        raise self._interruption(state)
+        raise interruption(state.step, self.steps_per_epoch, self.run_dir)
 
-    def _interruption(self, state: TrainState) -> Interrupted:
-        return Interrupted(
-            f"interrupted at step {state.step} (epoch {epoch_of(state.step, self.steps_per_epoch)}); checkpoint saved "
-            f"in {self.run_dir}. Continue with: vaelab train --run-dir {self.run_dir} --resume"
-        )
+
+def reseeded_noise(saved: dict[str, Any], seed: int, device: torch.device, run_dir: Path) -> torch.Tensor:
+    """A noise state for a run checkpointed on another kind of device: CPU and CUDA generators differ in kind
+    and state, so the stream cannot continue; a new one, seeded from the run's noise seed and the step, can."""
+    warnings.warn(f"{run_dir}: resuming on {device.type} a run checkpointed on {saved['device_type']}; the weights, "
+                  "optimiser and position carry over, but the noise stream cannot, so it is reseeded at step "
+                  f"{saved['step']}: the continuation is a valid run, not bitwise the one an uninterrupted "
+                  f"{saved['device_type']} run would have taken.", UserWarning, stacklevel=4)
+    reseeded = seed + RESEED_STRIDE * (int(saved["step"]) + 1)
+    return torch.Generator(device=device).manual_seed(reseeded % 2**63).get_state()
+
+
+def interruption(step: int, steps_per_epoch: int, run_dir: Path) -> Interrupted:
+    return Interrupted(f"interrupted at step {step} (epoch {epoch_of(step, steps_per_epoch)}); checkpoint saved in "
+                       f"{run_dir}. Continue with: vaelab train --run-dir {run_dir} --resume")
 
 
 def epoch_of(step: int, steps_per_epoch: int) -> int:
