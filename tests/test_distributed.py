@@ -8,6 +8,7 @@ which rank wrote what.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from vaelab.config import ModelConfig, RunConfig
 from vaelab.datasets import load_dataset
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_split, split_sums
+from vaelab.losses import negative_elbo
 from vaelab.models import VAE
 from vaelab.prepare import as_float_images
 from vaelab.run_store import fit
@@ -252,3 +254,25 @@ def test_a_single_process_checkpoint_resumes_data_parallel(small_idx, tmp_path):
     assert after["history"][6]["test"]["loss"] < before["history"][5]["test"]["loss"]
     logs = [json.loads((tmp_path / "shards" / f"rank{r}.jsonl").read_text()) for r in range(2)]
     assert [(log["epoch"], log["rank"]) for log in logs] == [(1, 0), (1, 1)]  # only epoch 2 ran distributed
+
+
+def test_ranks_wait_for_each_other_longer_than_nccls_default_and_the_wait_can_be_set():
+    assert distributed.collective_timeout({}) == datetime.timedelta(minutes=60)
+    assert distributed.collective_timeout({"VAELAB_DDP_TIMEOUT_MIN": "2.5"}) == datetime.timedelta(minutes=2.5)
+    for bad in ("0", "-3", "soon", "nan"):
+        with pytest.raises(VaelabError, match="VAELAB_DDP_TIMEOUT_MIN"):
+            distributed.collective_timeout({"VAELAB_DDP_TIMEOUT_MIN": bad})
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv", "conv-spatial", "resnet-spatial"])
+def test_a_rank_with_an_empty_share_of_the_last_batch_still_gives_every_parameter_a_gradient(arch):
+    """A last global batch smaller than the world leaves some ranks no images; DDP still all-reduces a gradient
+    for every parameter, so that rank's must exist and be zero (GroupNorm over no images included)."""
+    extra = {"likelihood": "gaussian", "channels": (8, 16, 32)} if arch == "resnet-spatial" else {}
+    model = VAE(ModelConfig(arch=arch, latent_dim=2, **extra))
+    x = torch.zeros(0, 1, 28, 28)
+    logits, mu, logvar = model(x, torch.Generator())
+    loss = negative_elbo(logits, x, mu, logvar, model.config.likelihood, 1.0, model.decoder_std(),
+                         model.linear_output)[0]
+    (loss.sum() * (2 / 1)).backward()  # the trainer's weighting: world size / global batch
+    assert all(p.grad is not None and torch.count_nonzero(p.grad) == 0 for p in model.parameters())

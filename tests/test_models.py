@@ -231,3 +231,10 @@ def test_samples_are_drawn_where_the_generator_lives_and_decoded_where_the_model
     with Draws():
         drawn = elsewhere.sample(5, torch.Generator().manual_seed(1))
     assert drawn.device.type == "meta" and drawn.shape == (5, 1, 28, 28) and draws == [torch.device("cpu")]
+
+
+def test_the_fused_attention_a_gpu_uses_equals_the_written_out_product_of_the_cpu():
+    from vaelab.architectures.resnet_spatial import attend
+
+    q, k, v = torch.randn(3, 2, 4, 49, 8, generator=torch.Generator().manual_seed(0)).unbind(0)
+    assert torch.allclose(attend(q, k, v, fused=True), attend(q, k, v, fused=False), atol=1e-6)

@@ -9,6 +9,7 @@ from vaelab.callbacks import Callback
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.errors import CheckpointError, OutputDirError
+from vaelab.prepare import as_float_images
 from vaelab.run_store import fit
 from vaelab.training import (
     RESUMED_STATE,
@@ -198,7 +199,7 @@ def test_lpips_term_enters_the_training_loss(mnist, tmp_path):
     cfg_lpips.train.lpips_weights = str(weights_file(tmp_path / "w.pth"))
     with_lpips = Trainer(cfg_lpips, mnist.head(128, 64), tmp_path / "b", progress=False)
     state = plain._fresh_state()
-    x = plain.train_x[:8]
+    x = as_float_images(plain.train_images[:8])
     logits, _, _ = state.model(x)
     assert plain.perceptual.generator_loss(state.model, logits, x, state.step)[0] == 0.0
     extra, fake = with_lpips.perceptual.generator_loss(state.model, logits, x, state.step)
@@ -269,3 +270,13 @@ def test_bf16_asked_for_on_a_gpu_without_native_bf16_trains_in_fp32_with_a_notic
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     assert precision.resolve("bf16", torch.device("cuda"), "resnet-spatial") == "bf16"
     assert precision.resolve("auto", torch.device("cuda"), "resnet-spatial") == "bf16"
+
+
+def test_the_training_images_stay_uint8_on_the_device_and_batches_are_converted_as_before(mnist, tmp_path):
+    """A quarter of float32's memory on the device (once per rank under DDP); a batch converted from uint8 is
+    bitwise the batch the float32 copy of the whole set gave."""
+    data = mnist.head(256, 64)
+    trainer = Trainer(small_config(epochs=1), data, tmp_path / "run", progress=False)
+    assert trainer.train_images.dtype == torch.uint8 and trainer.train_images.shape == (256, 28, 28)
+    rows = torch.tensor([5, 0, 255, 17])
+    assert torch.equal(as_float_images(trainer.train_images[rows]), as_float_images(data.train.images)[rows])

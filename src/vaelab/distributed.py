@@ -13,6 +13,7 @@ reaches the other ranks before training starts.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,7 +28,12 @@ from .errors import VaelabError
 from .evaluation import METRICS, SplitEvaluation, evaluate_split, split_sums
 from .models import VAE
 
-SHARD_LOG_ENV = "VAELAB_SHARD_LOG"  # a directory: each rank appends the sample indices it trains on
+SHARD_LOG_ENV = "VAELAB_SHARD_LOG"
+# While rank 0 alone runs the hooks of an evaluation point (frames, trackers, the IWAE each epoch), the other
+# ranks wait in the next collective; NCCL's default 10 minutes could end a run whose hooks are slow (a large
+# IWAE, a remote MLflow), so the wait is longer and a user can set it.
+TIMEOUT_ENV = "VAELAB_DDP_TIMEOUT_MIN"
+DEFAULT_TIMEOUT_MIN = 60  # a directory: each rank appends the sample indices it trains on
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 T = TypeVar("T")
@@ -100,12 +106,25 @@ def data_parallel(device_name: str = "auto") -> Iterator[DdpContext | None]:
     device = rank_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and every bare .cuda() of this process then use its own GPU
-    dist.init_process_group(backend=backend_for(device), device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(backend=backend_for(device), device_id=device if device.type == "cuda" else None,
+                            timeout=collective_timeout())
     shard_log = os.environ.get(SHARD_LOG_ENV)
     try:
         yield DdpContext(rank, local_rank, world_size, device, Path(shard_log) if shard_log else None)
     finally:
         dist.destroy_process_group()
+
+
+def collective_timeout(environ: dict[str, str] | os._Environ = os.environ) -> datetime.timedelta:
+    """How long a rank waits in a collective for the others: VAELAB_DDP_TIMEOUT_MIN minutes (default 60)."""
+    text = environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_MIN))
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise VaelabError(f"{TIMEOUT_ENV}={text!r}: give the minutes a rank may wait for the others, a number > 0.")
+    return datetime.timedelta(minutes=minutes)
 
 
 def describe(ddp: DdpContext, run_dir: Path) -> str:

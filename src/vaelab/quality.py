@@ -15,6 +15,8 @@ Gaussian filter runs as two matrix products over the whole batch, or, on images 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,7 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse)
 
 
+@functools.cache  # built once per size, device and dtype, not for every chunk of images (dozens of tiny kernels)
 def _gaussian_band(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The 'valid' 1-D Gaussian filter over ``size`` pixels as a banded (size - 10, size) matrix.
 
@@ -119,13 +122,17 @@ def _box_filter(stacked: torch.Tensor) -> torch.Tensor:
     height, width = stacked.shape[-2:]
     if max(height, width) > SSIM_BANDED_MAX_SIDE:
         return F.avg_pool2d(stacked, ORIG_WINDOW, stride=1)
-    bands = []
-    for size in (height, width):
-        band = torch.zeros(size - ORIG_WINDOW + 1, size, device=stacked.device, dtype=stacked.dtype)
-        for i in range(band.shape[0]):
-            band[i, i : i + ORIG_WINDOW] = 1.0 / ORIG_WINDOW
-        bands.append(band)
-    return bands[0] @ stacked @ bands[1].T
+    rows, cols = (_box_band(size, stacked.device, stacked.dtype) for size in (height, width))
+    return rows @ stacked @ cols.T
+
+
+@functools.cache  # as _gaussian_band
+def _box_band(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 'valid' 7-pixel mean filter over ``size`` pixels as a banded (size - 6, size) matrix."""
+    band = torch.zeros(size - ORIG_WINDOW + 1, size, device=device, dtype=dtype)
+    for i in range(band.shape[0]):
+        band[i, i : i + ORIG_WINDOW] = 1.0 / ORIG_WINDOW
+    return band
 
 
 def ssim_orig_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Training one VAE: Adam on the negative ELBO, evaluation points, checkpoints, exact resume.
 
-The whole data set lives on the device as one tensor and batches are taken by indexing a per-epoch
+The whole data set lives on the device as one uint8 tensor and batches are taken by indexing a per-epoch
 permutation, so a step does no per-item Python work. Each epoch's permutation is derived from
 (seed, epoch) and the reparameterization noise comes from a generator whose state is checkpointed,
 so a resumed run takes exactly the steps an uninterrupted one would have taken.
@@ -215,13 +215,15 @@ class Trainer:
         if tuple(config.model.image_shape) != dataset.image_shape:
             raise VaelabError(f"the model is configured for images of shape {tuple(config.model.image_shape)} but "
                               f"the data's are {dataset.image_shape}; resume with the data the run was trained on.")
-        self.train_x = as_float_images(dataset.train.images, self.device)
+        # The training images stay uint8 on the device (a quarter of float32's memory), converted a batch at a time.
+        self.train_images = torch.as_tensor(dataset.train.images).to(self.device)
         self.test_labels = dataset.test.labels
-        subset = train_eval_subset(len(self.train_x), config.data.train_eval_size)
+        subset = train_eval_subset(len(self.train_images), config.data.train_eval_size)
         binarize = config.data.binarize
-        self.train_eval_x = evaluation_images(self.train_x[subset.to(self.device)], binarize, "train_eval")
+        self.train_eval_x = evaluation_images(as_float_images(self.train_images[subset.to(self.device)]), binarize,
+                                              "train_eval")
         self.test_x = evaluation_images(as_float_images(dataset.test.images, self.device), binarize, "test")
-        self.steps_per_epoch = math.ceil(len(self.train_x) / config.train.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.train_images) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
         self.precision = precision.resolve(config.train.precision, self.device, config.model.arch)
         # Each architecture says whether its bf16 step runs channels-last; fp32 runs keep the default layout.
@@ -265,7 +267,8 @@ class Trainer:
 
     def _save(self, state: TrainState) -> None:
         # A finite last loss does not prove finite weights: the update after it may have overflowed.
-        if not all(bool(torch.isfinite(p).all()) for p in state.model.parameters()):
+        finite = torch.stack([torch.isfinite(p).all() for p in state.model.parameters()]).all()
+        if not bool(finite):  # one host sync, not one per parameter
             raise self._diverged(f"the weights became non-finite by step {state.step}", state.step)
         rank_noise = distributed.noise_states(state.noise, self.ddp)  # a collective: every rank gets here
         if self.is_main:
@@ -339,7 +342,7 @@ class Trainer:
 
     def _start_epoch(self, state: TrainState) -> _EpochPass:
         cfg = self.config.train
-        n = len(self.train_x)
+        n = len(self.train_images)
         order = epoch_permutation(n, cfg.seed, state.epoch).to(self.device)
         batches = distributed.local_batches(order, cfg.batch_size, self.rank, self.world_size)
         distributed.log_shard(self.ddp, state.epoch, state.step_in_epoch, batches)
@@ -352,8 +355,8 @@ class Trainer:
     def _step(self, state: TrainState, model: torch.nn.Module, epoch: _EpochPass, i: int) -> None:
         """One optimizer step on the epoch's batch ``i``."""
         cfg = self.config
-        n, bs = len(self.train_x), cfg.train.batch_size
-        x = self.train_x[epoch.batches[i]]
+        n, bs = len(self.train_images), cfg.train.batch_size
+        x = as_float_images(self.train_images[epoch.batches[i]])
         if cfg.data.binarize:
             x = torch.bernoulli(x, generator=state.noise)
         if self.channels_last:

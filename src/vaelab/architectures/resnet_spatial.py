@@ -58,10 +58,10 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """GroupNorm, then multi-head self-attention over the H*W positions, added back to the input.
 
-    The weights live in an ``nn.MultiheadAttention`` (the published layout), but the product is written
-    out as two batched matmuls and a softmax: on CPU, torch's fused attention kernel spends most of a
-    training step on 49-token sequences with 4-8-dim heads (measured, one thread, batch 128, bf16:
-    745 -> 592 ms per step at widths 16,32,64; 1692 -> 1411 ms at the published 32,64,128).
+    The weights live in an ``nn.MultiheadAttention`` (the published layout). On the CPU the product is
+    written out as two batched matmuls and a softmax: torch's fused attention kernel was measured slower
+    there on these 49-token sequences with 4-8-dim heads (docs/performance.md); on a GPU the fused kernel
+    (``scaled_dot_product_attention``) saves the launches and the (tokens x tokens) weights in memory.
     """
 
     def __init__(self, channels: int):
@@ -75,13 +75,19 @@ class SelfAttention(nn.Module):
         tokens = self.norm(x).reshape(n, c, h * w).transpose(1, 2)
         q, k, v = F.linear(tokens, self.attention.in_proj_weight, self.attention.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (t.reshape(n, h * w, heads, c // heads).transpose(1, 2) for t in (q, k, v))
-        weights = torch.softmax(q @ k.transpose(-2, -1) * (c // heads) ** -0.5, dim=-1)
-        attended = (weights @ v).transpose(1, 2).reshape(n, h * w, c)
+        attended = attend(q, k, v, fused=x.device.type != "cpu").transpose(1, 2).reshape(n, h * w, c)
         attended = self.attention.out_proj(attended)
         return x + attended.transpose(1, 2).reshape(n, c, h, w)
 
     def figure_label(self) -> str:
         return f"Self-attention, {self.attention.num_heads} heads"
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (batch, heads, tokens, d): PyTorch's fused kernel, or written out."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
 
 
 def mid_block(channels: int) -> nn.Sequential:
