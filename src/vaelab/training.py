@@ -148,6 +148,11 @@ def train_eval_subset(n_train: int, size: int) -> torch.Tensor:
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(TRAIN_SUBSET_SEED))[: min(size, n_train)]
 
 
+def weights_finite(model: torch.nn.Module) -> bool:
+    """Whether every weight is finite, at the cost of one host sync (not one per parameter)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+
+
 def build_model(config: RunConfig) -> VAE:
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(config.train.seed)
@@ -267,8 +272,7 @@ class Trainer:
 
     def _save(self, state: TrainState) -> None:
         # A finite last loss does not prove finite weights: the update after it may have overflowed.
-        finite = torch.stack([torch.isfinite(p).all() for p in state.model.parameters()]).all()
-        if not bool(finite):  # one host sync, not one per parameter
+        if not weights_finite(state.model):
             raise self._diverged(f"the weights became non-finite by step {state.step}", state.step)
         rank_noise = distributed.noise_states(state.noise, self.ddp)  # a collective: every rank gets here
         if self.is_main:
