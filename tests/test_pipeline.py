@@ -212,13 +212,14 @@ def test_an_epoch_of_a_few_steps_is_warned_with_a_batch_size_to_try(mnist, tmp_p
 
 
 def test_a_resumed_run_keeps_its_settings_but_runs_on_the_device_asked_for_now(tmp_path):
-    """The device is where a run runs, not what it trains: resuming on another node takes this call's
-    --device (default auto), and the command line does not call it ignored."""
+    """The device is where a run runs, not what it trains: resuming on another node takes --device where
+    it is given, keeps the recorded one where it is not, and the command line does not call it ignored."""
     run = tmp_path / "run"
     run.mkdir()
     small_config(latent_dim=3, epochs=2, lr=5e-3).save(run / "config.json")
     asked = small_config(latent_dim=3, epochs=2).with_settings({"train.device": "auto", "lr": 1e-4})
-    resumed = resumed_config(run, asked, None)
+    assert resumed_config(run, asked, None).train.device == "cpu"
+    resumed = resumed_config(run, asked, None, "auto")
     assert resumed.train.device == "auto" and resumed.train.lr == 5e-3
     with pytest.warns(UserWarning, match="ignored") as warned:  # then it looks for MNIST: not the subject here
         CliRunner().invoke(cli, ["train", "--run-dir", str(run), "--resume", "--device", "cpu", "--lr", "0.1",

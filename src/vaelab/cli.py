@@ -147,7 +147,8 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     given_dims = dims if given(ctx, "latent_dims") or not opts["resume"] else None
     if opts["resume"]:
         recorded = rundir.read_study_file(study_dir)
-        saved = pipeline.resumed_base(study_dir, recorded, (recorded or {}).get("latent_dims") or dims, config)
+        saved = pipeline.resumed_base(study_dir, recorded, (recorded or {}).get("latent_dims") or dims, config,
+                                      opts["device"] if given(ctx, "device") else None)
         if saved is not config:
             warn_ignored_on_resume(ctx, config, saved)
     try:

@@ -279,8 +279,10 @@ def value_text(value: Any) -> str:
 
 
 def run_options(ctx: click.Context, opts: dict[str, Any]) -> RunOptions:
-    """How to run, from the options; a resumed run keeps its epochs unless --epochs is given."""
+    """How to run, from the options; a resumed run keeps its epochs and device unless --epochs or --device
+    is given."""
     return RunOptions(resume=opts["resume"], resume_epochs=opts["epochs"] if given(ctx, "epochs") else None,
+                      resume_device=opts["device"] if given(ctx, "device") else None,
                       progress=opts["progress"], detect_anomaly=opts["detect_anomaly"], artifacts=opts["artifacts"],
                       projection=opts["projection"], measures=opts["measures"], iwae_k=opts["iwae_k"],
                       iwae_every_epoch=opts["iwae_every_epoch"], tensorboard=opts["tensorboard"],

@@ -53,7 +53,8 @@ class RunOptions:
     """How to run (what to train is the RunConfig)."""
 
     resume: bool = False  # continue the run(s) in the directory; they keep the settings they were started with...
-    resume_epochs: int | None = None  # ...except the epoch count, when given here
+    resume_epochs: int | None = None  # ...except the epoch count, when given here,
+    resume_device: str | None = None  # ...and the device, when given here (a run may move between nodes)
     progress: bool = True  # progress bars
     detect_anomaly: bool = False  # autograd anomaly detection, to find the operation that makes a NaN (slow)
     artifacts: bool = True  # record latent frames while training, draw the figures and GIFs at the end
@@ -120,7 +121,8 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     run_dir = (output_dir(run_dir, "run_dir") if run_dir is not None
                else rundir.run_dir_of(DEFAULT_STUDY_DIR, config.model.latent_dim))
     if options.resume:  # under torchrun rank 0 reads the saved config and every rank uses it
-        config = distributed.from_main(ddp, lambda: resumed_config(run_dir, config, options.resume_epochs))
+        config = distributed.from_main(ddp, lambda: resumed_config(run_dir, config, options.resume_epochs,
+                                                                   options.resume_device))
     if ddp and config.train.batch_size < ddp.world_size:
         raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
                             f"{ddp.world_size} processes; give at least one image per process.")
@@ -319,7 +321,7 @@ def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, se
     wanted = study_grid(latent_dims, axes, seeds, recorded, config.train.seed)
     plan_grid = grid.merged(grid.grid_from_dict(recorded), wanted) if recorded and "axes" in recorded else wanted
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
-    base = resumed_base(study_dir, recorded, dims, config) if resume else config
+    base = resumed_base(study_dir, recorded, dims, config, options.resume_device) if resume else config
     planned = plan_grid.plan(base)
     device = select_device(base.train.device)
     for run in planned:  # the data's image shape is not known yet: the config's (MNIST's unless set)
@@ -341,7 +343,7 @@ def runs_to_train(planned: list[grid.PlannedRun], study_dir: Path, plan: grid.Gr
         run_dir = study_dir / run.dir_name
         run_config = with_epochs(run.config, options.resume_epochs)
         if options.resume:
-            run_config = resumed_config(run_dir, run_config, options.resume_epochs)
+            run_config = resumed_config(run_dir, run_config, options.resume_epochs, options.resume_device)
             done = finished_run(run_dir, run_config, options)
             if done is not None:
                 notify(f"{describe(run, plan, 'latent')}: already finished, skipped")
@@ -448,10 +450,9 @@ def build_report_quietly(study_dir: Path) -> None:
         pass
 
 
-def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> RunConfig:
+def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None, device: str | None = None) -> RunConfig:
     """A resumed run keeps the config it was started with (``fallback`` where it saved none); only the
-    epoch count may change, and the device is where it runs now (``fallback``'s): a run may move between a GPU
-    node and a CPU one."""
+    epoch count and the device may change, where given: a run may move between a GPU node and a CPU one."""
     saved_path = run_dir / rundir.CONFIG
     if not saved_path.exists():
         return fallback
@@ -463,7 +464,8 @@ def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None) -> Ru
                                 f"can only go further (--epochs {reached} or more). To train a shorter run, start "
                                 "one in a new directory.")
         saved.train.epochs = epochs
-    saved.train.device = fallback.train.device
+    if device is not None:
+        saved.train.device = device
     return saved
 
 
@@ -473,15 +475,16 @@ def trained_epochs(run_dir: Path) -> int:
     return int(load_checkpoint(checkpoint)["epoch"]) if checkpoint.exists() else 0
 
 
-def resumed_base(study_dir: Path, recorded: dict[str, Any] | None, dims: list[int], fresh: RunConfig) -> RunConfig:
+def resumed_base(study_dir: Path, recorded: dict[str, Any] | None, dims: list[int], fresh: RunConfig,
+                 device: str | None = None) -> RunConfig:
     """The settings a resumed study keeps: study.json's base config, else (studies of latent sizes from before
-    it recorded one) its runs' config.json; ``fresh`` where it has saved neither. The device is ``fresh``'s,
-    where the study runs now."""
+    it recorded one) its runs' config.json; ``fresh`` where it has saved neither. The device is ``device``
+    where given (where the study runs now)."""
     if recorded and "base_config" in recorded:
         base = RunConfig.from_dict(recorded["base_config"], f"{study_dir / rundir.STUDY_FILE}")
     else:
         base = saved_study_config(study_dir, dims, fresh)
-    return base.with_settings({"train.device": fresh.train.device})
+    return base.with_settings({"train.device": device}) if device is not None else base
 
 
 def saved_study_config(study_dir: Path, dims: list[int], fresh: RunConfig) -> RunConfig:

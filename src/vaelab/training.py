@@ -99,7 +99,8 @@ def select_device(name: str = "auto") -> torch.device:
                                   f"(e.g. cpu, cuda:1, mps), not on a device of type {device.type}.")
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError) as exc:
-            raise VaelabError(f"device {name!r} is not usable here ({exc}).") from None
+            raise VaelabError(f"device {name!r} is not usable here ({exc}). Give --device auto or another device "
+                              "(a resumed run can move to another device with --device).") from None
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
