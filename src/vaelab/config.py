@@ -146,7 +146,8 @@ class TrainConfig:
         "The training step's arithmetic: auto uses bf16 autocast where the hardware does bf16 fast (CPUs with AMX "
         "or AVX-512-BF16, CUDA GPUs from Ampere on) for the architectures that allow it (resnet-spatial), else fp32 "
         "(the mlp and conv models ended outside 0.1 dB / 0.3 nats of fp32 or would change the default study's "
-        "numbers; ask for bf16 explicitly). Evaluation is always fp32."))
+        "numbers; ask for bf16 explicitly). bf16 where the hardware only emulates it trains in fp32 with a notice. "
+        "Evaluation is always fp32."))
     deterministic: bool = setting(False, "deterministic algorithms", help=(
         "Use only deterministic kernels (torch.use_deterministic_algorithms, cuDNN's deterministic mode, a fixed "
         "cuBLAS workspace), so two GPU runs of the same settings are bitwise equal; slower on a GPU, and an "

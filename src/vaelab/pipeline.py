@@ -123,13 +123,7 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     if options.resume:  # under torchrun rank 0 reads the saved config and every rank uses it
         config = distributed.from_main(ddp, lambda: resumed_config(run_dir, config, options.resume_epochs,
                                                                    options.resume_device))
-    if ddp and config.train.batch_size < ddp.world_size:
-        raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
-                            f"{ddp.world_size} processes; give at least one image per process.")
-    if options.mlflow_uri is not None or options.wandb_project is not None:  # before anything trains
-        from .trackers import require_trackers
-
-        require_trackers(options.mlflow_uri, options.wandb_project)
+    refuse_before_training(config, options, ddp)
     if dataset is None:
         dataset = load_dataset(config.data.dataset, config.data.data_dir, channels=config.data.channels,
                                image_size=config.data.image_size, progress=options.progress)
@@ -448,6 +442,18 @@ def build_report_quietly(study_dir: Path) -> None:
         build_report(study_dir)
     except ReportError:
         pass
+
+
+def refuse_before_training(config: RunConfig, options: RunOptions, ddp: distributed.DdpContext | None) -> None:
+    """The settings that cannot run, refused before any data is read: a global batch smaller than the
+    process count, a tracker whose package is absent."""
+    if ddp and config.train.batch_size < ddp.world_size:
+        raise SettingsError(f"--batch-size {config.train.batch_size} is the global batch, shared out among "
+                            f"{ddp.world_size} processes; give at least one image per process.")
+    if options.mlflow_uri is not None or options.wandb_project is not None:
+        from .trackers import require_trackers
+
+        require_trackers(options.mlflow_uri, options.wandb_project)
 
 
 def resumed_config(run_dir: Path, fallback: RunConfig, epochs: int | None, device: str | None = None) -> RunConfig:

@@ -1,7 +1,8 @@
 """Which floating-point precision the training step runs in, the autocast context for it, and where float64 lives.
 
 ``auto`` picks bf16 autocast where the hardware does bf16 arithmetic fast (CPUs with AMX or AVX-512-BF16,
-CUDA GPUs of compute capability 8 and up) and fp32 elsewhere. Evaluation always runs in fp32.
+CUDA GPUs of compute capability 8 and up) and fp32 elsewhere; bf16 asked for where it is only emulated (far
+slower than fp32: see docs/performance.md) trains in fp32 with a notice. Evaluation always runs in fp32.
 
 Float64 (the sums behind every recorded mean, the IWAE's log-sum-exp) lives on the host: Apple's MPS has no
 float64 at all, and on a GPU the sums are a few numbers per batch. ``to_host_float64`` is the one way values
@@ -49,6 +50,14 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
+def emulating(device: torch.device) -> str:
+    """Why ``device`` has no native bf16, in words."""
+    if device.type == "cuda":
+        return (f"{torch.cuda.get_device_name(device)} has no native bf16 arithmetic (it arrived with compute "
+                "capability 8, Ampere)")
+    return f"this CPU has no bf16 instructions ({' or '.join(CPU_BF16_FLAGS)})"
+
+
 def resolve(requested: str, device: torch.device, arch: str) -> str:
     """'auto' | 'fp32' | 'bf16' -> the precision used: 'fp32' or 'bf16'."""
     if requested == "fp32":
@@ -56,10 +65,9 @@ def resolve(requested: str, device: torch.device, arch: str) -> str:
     if requested == "bf16":
         if device.type not in ("cpu", "cuda"):
             raise VaelabError(f"--precision bf16 is not supported on {device.type}; use fp32 or auto.")
-        if device.type == "cuda" and not bf16_is_fast(device):
-            warnings.warn(f"--precision bf16: {torch.cuda.get_device_name(device)} has no native bf16 arithmetic "
-                          "(it arrived with compute capability 8, Ampere), where it is emulated and slower than "
-                          "fp32; training in fp32 instead.", UserWarning, stacklevel=2)
+        if not bf16_is_fast(device):
+            warnings.warn(f"--precision bf16: {emulating(device)}, where bf16 is emulated and slower than fp32; "
+                          "training in fp32 instead.", UserWarning, stacklevel=2)
             return "fp32"
         return "bf16"
     if requested != "auto":
