@@ -148,7 +148,7 @@ def test_corrupt_files_are_skipped_counted_and_named(tmp_path):
      "test split would be empty"),
     (lambda root: write_image_folder(root, {"train/a": 3, "train/b": 3, "test/a": 2, "test/c": 1}, size=12, mode="L"),
      r"different classes \(only in train: b; only in test: c\)"),
-    (lambda root: write_image_folder(root, {"": 20}, size=8, mode="L"), "smaller than the 11x11"),
+    (lambda root: write_image_folder(root, {"": 20}, size=7, mode="L"), "smaller than the 8x8 the models need"),
 ])
 def test_bad_folders_are_clear_errors(tmp_path, build, message):
     root = tmp_path / "d"

@@ -166,6 +166,7 @@ def test_frechet_distance_is_zero_for_identical_features_and_matches_closed_form
 def test_class_entropy_is_log_ten_for_balanced_predictions_and_zero_for_one_class():
     assert class_entropy(torch.arange(1000) % 10) == pytest.approx(math.log(10))
     assert class_entropy(torch.full((1000,), 3)) == 0.0
+    assert math.copysign(1.0, class_entropy(torch.full((1000,), 3))) == 1.0  # not -0.0, printed "-0.000"
     assert class_entropy(torch.tensor([0, 1])) == pytest.approx(math.log(2))
 
 

@@ -46,6 +46,34 @@ def test_ssim_per_channel_matches_scikit_image_on_colour_and_other_sizes(shape):
     np.testing.assert_allclose(ours, reference, atol=1e-4)
 
 
+def gaussian_ssim(a: np.ndarray, b: np.ndarray, radius: int) -> float:
+    """Wang et al.'s SSIM with SciPy's Gaussian filter (sigma 1.5) cut at ``radius``, averaged over the window
+    positions wholly inside the image: scikit-image's recipe, with the window's width free."""
+    from scipy.ndimage import gaussian_filter
+
+    def blur(image):
+        return gaussian_filter(image, sigma=1.5, truncate=radius / 1.5)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim[radius:-radius, radius:-radius].mean())
+
+
+@pytest.mark.parametrize("side,radius", [(8, 3), (9, 4), (10, 4), (28, 5)])
+def test_ssim_on_images_narrower_than_its_window_cuts_the_gaussian_to_fit(side, radius):
+    x, y = image_pairs(n=5, shape=(1, side, side))
+    assert quality.ssim_radius(side, side) == radius
+    pairs = [(a[0].double().numpy(), b[0].double().numpy()) for a, b in zip(x, y, strict=True)]
+    reference = [gaussian_ssim(a, b, radius) for a, b in pairs]
+    np.testing.assert_allclose(ssim_per_image(x, y).numpy(), reference, atol=1e-4)
+    if side == 28:  # the reference is scikit-image's own where scikit-image accepts the size
+        skimage = [structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=1) for a, b in pairs]
+        np.testing.assert_allclose(reference, skimage, atol=1e-6)
+
+
 def test_ssim_convolution_path_for_large_images_agrees(monkeypatch):
     x, y = image_pairs(n=4, shape=(3, 40, 40))
     banded = ssim_per_image(x, y)

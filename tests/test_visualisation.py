@@ -1,16 +1,20 @@
 import json
 import shutil
+from pathlib import Path
 
+import matplotlib.text
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from matplotlib.figure import Figure
 from PIL import Image
 
 from helpers import small_config, write_idx_dataset
 from vaelab.checkpoint import load_model
 from vaelab.cli import cli
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaelab.data import Dataset, ImageSplit
 from vaelab.errors import ArtifactError
 from vaelab.models import VAE
 from vaelab.run_store import fit
@@ -265,7 +269,7 @@ def test_cli_train_draws_the_figures_unless_told_not_to(mnist, tmp_path):
 
 @pytest.mark.slow
 def test_figures_of_a_spatial_latent_run_draw_its_manifold_over_uniform_maps(mnist, tmp_path):
-    config = RunConfig(data=DataConfig(train_eval_size=64),
+    config = RunConfig(data=DataConfig(train_eval_size=32),
                        model=ModelConfig(arch="conv-spatial", latent_dim=2, channels=(4, 8), likelihood="gaussian"),
                        train=TrainConfig(epochs=1, batch_size=64, device="cpu", evals_in_first_epoch=1))
     trainer = Trainer(config, mnist.head(128, 100), tmp_path, progress=False)
@@ -350,3 +354,104 @@ def test_a_latent_scatter_of_many_classes_draws_each_in_its_legend_style(classes
     renderer = figure.fig.canvas.get_renderer()
     box, page = legend.get_window_extent(renderer), figure.fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1  # nothing cut off
+
+
+# -- every figure, readable from 1 to 100 classes and from 8x8 to 128x128 images -------------------
+
+MIN_TEXT_PT = 7
+MAX_FIGURE_PX = 4000
+
+
+def synthetic_dataset(classes: int, size: int, channels: int) -> Dataset:
+    """Images whose brightness follows their class, so that the figures have something to show; class names
+    where a folder would give them (not for ten classes, which stand for digits)."""
+    rng = np.random.default_rng(classes * 1000 + size)
+
+    def split(n: int) -> ImageSplit:
+        labels = np.arange(n) % classes
+        base = (labels * 255 // max(classes - 1, 1))[:, None, None, None]
+        images = np.clip(base + rng.integers(-40, 40, (n, channels, size, size)), 0, 255).astype(np.uint8)
+        return ImageSplit(torch.from_numpy(images[:, 0] if channels == 1 else images), torch.from_numpy(labels))
+
+    names = None if classes == 10 else tuple(f"kind {k}" for k in range(classes))
+    return Dataset("synthetic", Path("."), split(120), split(100), class_names=names)
+
+
+def capture_figures(monkeypatch) -> dict[int, Figure]:
+    """Every figure render_run_artifacts finishes (saved as a PNG or drawn into a GIF), by identity."""
+    from vaelab.visualisation import architecture, drawing
+
+    seen: dict[int, Figure] = {}
+    save_png, rgb = drawing._save_png, drawing._rgb
+
+    def keep(original):
+        def kept(fig, *args):
+            seen[id(fig)] = fig
+            return original(fig, *args)
+        return kept
+
+    monkeypatch.setattr(drawing, "_save_png", keep(save_png))
+    monkeypatch.setattr(drawing, "_rgb", keep(rgb))
+    monkeypatch.setattr(architecture, "_save_png", keep(save_png))
+    return seen
+
+
+def drawn_texts(fig: Figure) -> list[matplotlib.text.Text]:
+    """The texts the renderer draws (not tick labels outside the view or on a hidden axis)."""
+    renderer = fig.canvas.get_renderer()
+    drawn, draw_text = [], renderer.draw_text
+
+    def recorded(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if mtext is not None and s.strip():
+            drawn.append(mtext)
+        return draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+    renderer.draw_text = recorded
+    try:
+        fig.canvas.draw()
+    finally:
+        del renderer.draw_text
+    return list(dict.fromkeys(drawn))
+
+
+def unreadable_texts(fig: Figure) -> list[str]:
+    """What makes a figure hard to read: text under MIN_TEXT_PT, text cut off at the figure's edge, texts
+    drawn over each other."""
+    texts = drawn_texts(fig)
+    renderer, page = fig.canvas.get_renderer(), fig.bbox
+    problems = [f"{t.get_text()!r} at {t.get_fontsize():.1f} pt" for t in texts if t.get_fontsize() < MIN_TEXT_PT]
+    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
+    problems += [f"{t.get_text()!r} cut off" for t, box in boxes
+                 if box.x0 < page.x0 - 1 or box.x1 > page.x1 + 1 or box.y0 < page.y0 - 1 or box.y1 > page.y1 + 1]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            overlap = box_a.intersection(box_a, box_b)
+            if overlap is not None and overlap.width > 1 and overlap.height > 1:
+                problems.append(f"{a.get_text()!r} over {b.get_text()!r}")
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("classes,size,channels", [  # every class count, each image size with the most and fewest
+    (1, 8, 1), (2, 128, 3), (10, 8, 1), (15, 128, 3), (100, 8, 1), (100, 128, 3)])
+def test_every_figure_stays_readable_for_any_class_count_and_image_size(classes, size, channels, tmp_path,
+                                                                        monkeypatch):
+    from vaelab.pipeline import RunOptions, train
+    from vaelab.visualisation import expected_figures
+
+    data = synthetic_dataset(classes, size, channels)
+    config = RunConfig(data=DataConfig(train_eval_size=32),
+                       model=ModelConfig(latent_dim=2, hidden=(32,), image_shape=data.image_shape),
+                       train=TrainConfig(epochs=1, batch_size=32, device="cpu", evals_in_first_epoch=1))
+    run, figures = tmp_path / "run", capture_figures(monkeypatch)
+    with pytest.warns(UserWarning, match="optimiser steps per epoch"):
+        written = train(config, run, RunOptions(progress=False, tensorboard=False, measures=False, projection="pca"),
+                        dataset=data, notify=lambda text: None).figures
+    assert sorted(written) == sorted(expected_figures(run))
+    assert len(figures) >= len([name for name in written if name.endswith(".png")])
+    for fig in figures.values():
+        width, height = fig.bbox.width, fig.bbox.height
+        assert 300 <= width <= MAX_FIGURE_PX and 200 <= height <= MAX_FIGURE_PX, (fig.texts, width, height)
+        assert unreadable_texts(fig) == [], [t.get_text() for t in fig.texts]
+    examples = Image.open(run / "reconstructions.png")
+    assert examples.width <= MAX_FIGURE_PX

@@ -40,6 +40,7 @@ LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learne
 PROJECTIONS = ("tsne", "pca")  # 2-D views of latent spaces larger than 2 in the figures
 # vae: the ELBO; ae: a plain autoencoder on the same networks, the baseline the published project's claims are about
 OBJECTIVES = ("vae", "ae")
+MIN_IMAGE_SIDE = 8  # the smallest images the models take (the image metrics fit their windows to them)
 
 
 def setting(default: Any, label: str, *, choices: tuple[Any, ...] | None = None, low: float | None = None,
@@ -81,7 +82,7 @@ class DataConfig:
     channels: int | None = setting(None, "colour channels", choices=(1, 3), help=(
         "folder: convert every image to grey (1) or RGB (3) [default: what most files are]."))
     # folder: resize the shorter side and centre-crop to this; None: as found
-    image_size: int | None = setting(None, "image size", low=11, help=(
+    image_size: int | None = setting(None, "image size", low=MIN_IMAGE_SIDE, help=(
         "folder: resize each image's shorter side to N and centre-crop to NxN [default: the images' own size when "
         "they are all square]."))
 

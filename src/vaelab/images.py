@@ -28,12 +28,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from . import data, resources
+from .config import MIN_IMAGE_SIDE
 from .data import Checksum, Dataset, ImageSplit
 from .errors import DataError, DataNotFoundError
 
 IMAGE_DATASETS = ("folder", "cifar10")
 TEST_FRACTION = 0.2  # of a folder without a train/test split, held out for test by path hash
-MIN_IMAGE_SIZE = 11  # SSIM's 11x11 Gaussian window must fit inside an image
 NAMED_BAD_FILES = 5  # the warning about unreadable files names this many of them
 CACHE_FORMAT = 1  # bump when the decoding changes, so old caches are never read
 UNLABELLED = -1
@@ -276,9 +276,9 @@ def _common_square_size(headers: list[tuple[str, tuple[int, int]]]) -> int:
         raise DataError(f"the images are not all square (sizes include {examples}); pass --image-size N to resize "
                         "each image's shorter side to N and centre-crop it to NxN.")
     (side, _), count = sizes.most_common(1)[0]
-    if side < MIN_IMAGE_SIZE:
-        raise DataError(f"the images are {side}x{side}, smaller than the {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} that "
-                        "SSIM's window needs; pass --image-size with a larger size to upscale them.")
+    if side < MIN_IMAGE_SIDE:
+        raise DataError(f"the images are {side}x{side}, smaller than the {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} the models "
+                        "need; pass --image-size with a larger size to upscale them.")
     return side
 
 

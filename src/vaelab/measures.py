@@ -152,7 +152,7 @@ def class_entropy(predictions: torch.Tensor, num_classes: int = NUM_CLASSES) -> 
     """Entropy (nats) of the histogram of predicted classes; log(num_classes) for a uniform one."""
     p = torch.bincount(predictions.cpu(), minlength=num_classes).double()
     p = p[p > 0] / p.sum()
-    return float(-(p * p.log()).sum())
+    return float(-(p * p.log()).sum()) + 0.0  # one class alone sums to -0.0, which tables print as "-0.000"
 
 
 @torch.no_grad()

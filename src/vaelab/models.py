@@ -28,7 +28,7 @@ from torch import nn
 
 from . import architectures
 from .atomic import write_text_atomic
-from .config import ModelConfig, check_architecture
+from .config import MIN_IMAGE_SIDE, ModelConfig, check_architecture
 from .errors import CheckpointError, SettingsError
 from .losses import decoder_mean
 from .rundir import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS
@@ -50,8 +50,9 @@ class VAE(nn.Module):
         self.config = config
         self.latent_dim = config.latent_dim
         shape = config.image_shape
-        if min(shape[1:]) < 8:
-            raise ValueError(f"images of {shape[1]}x{shape[2]} are too small; the models need at least 8x8")
+        if min(shape[1:]) < MIN_IMAGE_SIDE:
+            raise ValueError(f"images of {shape[1]}x{shape[2]} are too small; the models need at least "
+                             f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
         arch = architectures.get(config.arch)
         networks = arch.build(config.latent_dim, getattr(config, arch.widths_field), shape)
         self.encoder, self.decoder = networks.encoder, networks.decoder

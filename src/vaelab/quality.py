@@ -5,7 +5,9 @@ perfect reconstruction (MSE = 0) is capped at ``PSNR_CAP_DB``. SSIM follows Wang
 an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population (not sample) covariances,
 averaged over the window positions that lie wholly inside the image; this matches scikit-image's
 ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-data_range=1)``; colour images get it per channel, averaged, as ``channel_axis=0`` does. The separable
+data_range=1)``; colour images get it per channel, averaged, as ``channel_axis=0`` does. Images narrower
+than the window (8 to 10 pixels, where scikit-image refuses) get the widest odd window that fits, the same
+Gaussian cut shorter (7 taps on 8x8). The separable
 Gaussian filter runs as two matrix products over the whole batch, or, on images wider than
 ``SSIM_BANDED_MAX_SIDE``, as two 1-D convolutions.
 
@@ -39,23 +41,28 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse)
 
 
+def ssim_radius(height: int, width: int) -> int:
+    """The Gaussian window's radius on images of this size: 5, or less where 11 pixels do not fit."""
+    return min(SSIM_RADIUS, (min(height, width) - 1) // 2)
+
+
 @functools.cache  # built once per size, device and dtype, not for every chunk of images (dozens of tiny kernels)
-def _gaussian_band(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The 'valid' 1-D Gaussian filter over ``size`` pixels as a banded (size - 10, size) matrix.
+def _gaussian_band(size: int, radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 'valid' 1-D Gaussian filter over ``size`` pixels as a banded (size - 2 radius, size) matrix.
 
     Filtering an image along both axes is then two small matrix products, B @ img @ B.T, which
     runs several times faster on a CPU than grouped convolutions with 11x1 and 1x11 kernels.
     """
-    taps = _gaussian_taps(device, dtype)
-    out = size - 2 * SSIM_RADIUS
+    taps = _gaussian_taps(radius, device, dtype)
+    out = size - 2 * radius
     band = torch.zeros(out, size, device=device, dtype=dtype)
     for i in range(out):
         band[i, i : i + taps.numel()] = taps
     return band
 
 
-def _gaussian_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    offsets = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, device=device, dtype=dtype)
+def _gaussian_taps(radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    offsets = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     taps = torch.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
     return taps / taps.sum()
 
@@ -63,11 +70,12 @@ def _gaussian_taps(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 def _gaussian_filter(stacked: torch.Tensor) -> torch.Tensor:
     """'Valid' Gaussian filtering of (B, K, H, W) along both image axes."""
     height, width = stacked.shape[-2:]
+    radius = ssim_radius(height, width)
     if max(height, width) <= SSIM_BANDED_MAX_SIDE:
-        rows = _gaussian_band(height, stacked.device, stacked.dtype)
-        cols = _gaussian_band(width, stacked.device, stacked.dtype)
+        rows = _gaussian_band(height, radius, stacked.device, stacked.dtype)
+        cols = _gaussian_band(width, radius, stacked.device, stacked.dtype)
         return rows @ stacked @ cols.T
-    taps = _gaussian_taps(stacked.device, stacked.dtype)
+    taps = _gaussian_taps(radius, stacked.device, stacked.dtype)
     flat = stacked.reshape(-1, 1, height, width)
     flat = F.conv2d(F.conv2d(flat, taps.view(1, 1, -1, 1)), taps.view(1, 1, 1, -1))
     return flat.view(*stacked.shape[:2], *flat.shape[-2:])

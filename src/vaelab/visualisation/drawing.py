@@ -43,6 +43,7 @@ R = TypeVar("R")
 GIF_FRAME_MS = 700
 GIF_LAST_FRAME_MS = 2500
 GIF_COLOURS = 128
+LEGEND_COLUMN_INCHES = 1.1  # a column of 7 pt class names such as 'kind 99'
 LEGEND_ROWS = 25  # past twenty classes the legend wraps into columns of this many, so 100 fit the figure's height
 BRIGHTNESS_CMAP = matplotlib.colormaps["viridis"]
 SPLIT_STYLE = {"train": {"color": "#e07b39", "linestyle": "--"}, "test": {"color": "#2b6ca3", "linestyle": "-"}}
@@ -117,8 +118,13 @@ def _digit_legend(ax, frame: Frame, **kwargs) -> None:
                for c, (colour, marker) in styles.items()]
     title = "digit" if frame.digits_shown else "class"
     ax.legend(handles=handles, title=title, loc="center left", bbox_to_anchor=(1.01, 0.5),
-              ncol=math.ceil(len(handles) / LEGEND_ROWS) if len(handles) > 20 else 1,
-              fontsize=9 if len(handles) <= 20 else 7, **kwargs)
+              ncol=legend_columns(frame), fontsize=9 if len(handles) <= 20 else 7, **kwargs)
+
+
+def legend_columns(frame: Frame) -> int:
+    """The class legend's columns: one up to twenty classes, then one per LEGEND_ROWS."""
+    shown = len(np.unique(frame.labels)) if frame.labelled else 0
+    return math.ceil(shown / LEGEND_ROWS) if shown > 20 else 1
 
 
 def _brightness_range(frame: Frame) -> tuple[float, float]:
@@ -203,7 +209,8 @@ def _draw_order(n: int) -> np.ndarray:
 def latent_frame_figure(points: np.ndarray, frame: Frame, latent_dim: int, method: str,
                         limits: tuple[tuple[float, float], tuple[float, float]]) -> FrameFigure:
     epoch = frame.epoch
-    fig = _figure(7.4, 6.2)
+    # each further legend column widens the figure, so that the plot keeps its width and its ticks stay apart
+    fig = _figure(7.4 + LEGEND_COLUMN_INCHES * (legend_columns(frame) - 1), 6.2)
     ax = fig.add_subplot()
     groups = _scatter_digits(ax, points, frame)
     ax.set_xlim(*limits[0])
@@ -411,7 +418,8 @@ def render_manifold(run_dir: Path, model: VAE, frame: Frame | None) -> Path:
         z = z[:, :, None, None].expand(-1, -1, *model.latent_shape[1:])
     images = display_images(model.decoder_mean(model.decode(z)))
     side = images.shape[1]
-    fig = _figure(14.5, 7.0)
+    columns = legend_columns(frame) if frame is not None else 1
+    fig = _figure(14.5 + LEGEND_COLUMN_INCHES * (columns - 1), 7.0)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.12]})
     grid = _image_grid(images, MANIFOLD_SIZE, MANIFOLD_SIZE, gap=0)
     left.imshow(grid, cmap="gray", vmin=0, vmax=1)
