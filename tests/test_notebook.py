@@ -50,8 +50,12 @@ def test_study_view_shows_what_a_run_directory_holds(tmp_path):
     run = tmp_path / "latent_4"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    (run / "metrics.json").write_text(json.dumps({"history": [{"test": {"loss": 99.5, "ssim": 0.5}}]}))
+    test = {"loss": 99.5, "mse": 0.02, "ssim": 0.5, "psnr": 17.0}
+    (run / "metrics.json").write_text(json.dumps({"history": [{"test": test}]}))
     (run / "latent_space.gif").write_bytes(b"GIF89a")
     html = StudyView(tmp_path)._repr_html_()
-    assert "latent_4" in html and "test -ELBO 99.50 nats" in html and html.count("data:image/gif;base64,") == 1
+    assert "latent_4" in html and "-ELBO   99.50 nats" in html and html.count("data:image/gif;base64,") == 1
+    # the summary's numbers explained with their yardsticks, from the metric registry
+    assert "<b>SSIM</b>: structural similarity" in html and "1 is identical, about 0 unrelated" in html
+    assert "<b>−ELBO</b>: negative evidence lower bound" in html and "can be negative" in html
     assert StudyView(run).run_dirs() == [run] and str(tmp_path).replace("&", "&amp;") in html

@@ -122,6 +122,9 @@ def reference_text(metric: Metric, finals: list[dict[str, float]]) -> str:
     return f"{yardstick.header} {shown} ({yardstick.meaning})"
 
 
+SUMMARY_KEYS = ("loss", "mse", "ssim", "psnr")  # the metrics of summary_text's line
+
+
 def summary_text(test: dict[str, float]) -> str:
     """One evaluation point's test metrics on one line, as the CLI, the trainer and the notebook print it."""
     return (f"-ELBO {test['loss']:7.2f} nats  MSE {test['mse']:.4f}  SSIM {test['ssim']:.3f}  "

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from . import rundir
+from .metrics import SUMMARY_KEYS, metric_of, summary_text
 
 RUN_FIGURES = ((rundir.METRICS_PNG, "metric curves"), (rundir.LATENT_SPACE_GIF, "latent space during training"),
                (rundir.RECONSTRUCTIONS_GIF, "test images and their reconstructions"))
@@ -36,11 +37,13 @@ def run_summary(run_dir: Path) -> str:
         test = metrics.history[-1]["test"]
     except (rundir.MetricsFileError, AttributeError, KeyError, IndexError):
         return "no evaluation yet"
-    return test_summary(test)
+    return "test " + summary_text(test)
 
 
-def test_summary(test: dict[str, float]) -> str:
-    return f"test -ELBO {test['loss']:.2f} nats, SSIM {test['ssim']:.3f}"
+def summary_meanings() -> list[tuple[str, str]]:
+    """What each number of the runs' summary line means, with its yardstick, as the report's notes say it."""
+    return [(metric.short, metric.meaning + (f"; {metric.reference}" if metric.reference else ""))
+            for metric in map(metric_of, SUMMARY_KEYS)]
 
 
 class StudyView:
@@ -63,7 +66,7 @@ class StudyView:
         if self.result is None:
             return [{"name": run.name, "summary": run_summary(run),
                      "images": [data_uri(run / name) for name, _ in RUN_FIGURES]} for run in self.run_dirs()]
-        return [{"name": run.run_dir.name, "summary": test_summary(run.test),
+        return [{"name": run.run_dir.name, "summary": "test " + summary_text(run.test),
                  "images": [data_uri(Path(run.figures[name])) if name in run.figures else None
                             for name, _ in RUN_FIGURES]} for run in self.result.runs.values()]
 
@@ -72,7 +75,7 @@ class StudyView:
         return _TEMPLATES.get_template("study_view.html").render(
             title=str(self.directory), comparison=data_uri(comparison),
             rate_distortion=data_uri(self.directory / rundir.RATE_DISTORTION_PNG), runs=self._runs(),
-            captions=[caption for _, caption in RUN_FIGURES], width=self.width)
+            captions=[caption for _, caption in RUN_FIGURES], meanings=summary_meanings(), width=self.width)
 
     def show(self) -> None:
         from IPython.display import display
