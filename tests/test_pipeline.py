@@ -216,13 +216,16 @@ def test_a_resumed_run_keeps_its_settings_but_runs_on_the_device_asked_for_now(t
     it is given, keeps the recorded one where it is not, and the command line does not call it ignored."""
     run = tmp_path / "run"
     run.mkdir()
-    small_config(latent_dim=3, epochs=2, lr=5e-3).save(run / "config.json")
+    # IDX files in an empty directory: the resumed command stops at once where it reads its data (MNIST
+    # would be looked for online), which is not the subject here
+    nowhere = {"data.dataset": "idx", "data.data_dir": str(tmp_path / "nowhere")}
+    small_config(latent_dim=3, epochs=2, lr=5e-3).with_settings(nowhere).save(run / "config.json")
     asked = small_config(latent_dim=3, epochs=2).with_settings({"train.device": "auto", "lr": 1e-4})
     assert resumed_config(run, asked, None).train.device == "cpu"
     resumed = resumed_config(run, asked, None, "auto")
     assert resumed.train.device == "auto" and resumed.train.lr == 5e-3
-    with pytest.warns(UserWarning, match="ignored") as warned:  # then it looks for MNIST: not the subject here
+    with pytest.warns(UserWarning, match="ignored") as warned:
         CliRunner().invoke(cli, ["train", "--run-dir", str(run), "--resume", "--device", "cpu", "--lr", "0.1",
-                                 "--data-dir", str(tmp_path / "nowhere"), "--no-progress"])
+                                 "--no-progress"])
     message = str(warned[0].message)
     assert "--lr 0.1 (kept: 0.005). Only" in message and "--device" not in message.split("Only")[0]
