@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -40,6 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from vaelab import precision, rundir
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -139,12 +141,24 @@ def vaelab_precisions(device: torch.device, arch: str) -> list[str]:
     return ["auto"]
 
 
+@dataclasses.dataclass
+class Measured:
+    """One loop's median throughput, the FLOPs of its step per image (torch's counter: matrix products and
+    convolutions, forward and backward) and the precision it ran in."""
+
+    rate: float
+    flops: float
+    used: str
+
+
 def compare_loops(args, device, dataset, config: RunConfig, plain_model, plain_loss, steps: int,
-                  workdir: Path) -> dict[str, float]:
+                  workdir: Path) -> dict[str, Measured]:
     """Median images/s of the plain loop and of vaelab at each precision, timed alternately."""
     subset = dataset.head(steps * config.train.batch_size, 256)
     x = as_float_images(subset.train.images, device)
     results: dict[str, list[float]] = {}
+    flops = {"plain loop (fp32)": (plain_flops_per_image(plain_model().to(device), plain_loss,
+                                                         x[:config.train.batch_size]), "fp32")}
     precisions = vaelab_precisions(device, config.model.arch)
     for _ in range(args.repeats):
         torch.manual_seed(config.train.seed)
@@ -153,19 +167,64 @@ def compare_loops(args, device, dataset, config: RunConfig, plain_model, plain_l
         for p in precisions:
             variant = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=p))
             rate, used = time_vaelab(variant, subset, workdir)
-            results.setdefault(f"vaelab --precision {p} (ran {used})", []).append(rate)
-    return {name: statistics.median(rates) for name, rates in results.items()}
+            name = f"vaelab --precision {p} (ran {used})"
+            results.setdefault(name, []).append(rate)
+            flops.setdefault(name, (vaelab_flops_per_image(variant, subset, workdir), used))
+    return {name: Measured(statistics.median(rates), *flops[name]) for name, rates in results.items()}
 
 
-def print_comparison(title: str, rates: dict[str, float]) -> float:
-    """Prints the table; returns the best vaelab rate over the plain loop's."""
-    plain = rates["plain loop (fp32)"]
-    print(f"| {title} | images/s | vs plain loop |")
-    print("|---|---|---|")
-    for name, rate in rates.items():
-        print(f"| {name} | {rate:,.0f} | {rate / plain:.2f}x |")
-    best = max(rate for name, rate in rates.items() if name.startswith("vaelab"))
-    print()
+def plain_flops_per_image(model: nn.Module, loss_fn, x: torch.Tensor) -> float:
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model, x).backward()
+    return counter.get_total_flops() / len(x)
+
+
+def vaelab_flops_per_image(config: RunConfig, dataset, workdir: Path) -> float:
+    """FLOPs per image of one of vaelab's training steps (its first batch), counted as it runs."""
+    trainer = Trainer(config, dataset, Path(tempfile.mkdtemp(dir=workdir)), progress=False)
+    state = trainer._fresh_state()
+    epoch = trainer._start_epoch(state)
+    with FlopCounterMode(display=False) as counter:
+        trainer._step(state, state.model.train(), epoch, 0)
+    epoch.bar.close()
+    return counter.get_total_flops() / config.train.batch_size
+
+
+@functools.cache
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of a large square product on ``device`` (best of three): the ceiling a training step is read
+    against. Emulated bf16 (no AVX-512-BF16 or AMX, a GPU before Ampere) is measured too, and is far below fp32."""
+    n = 1024 if device.type == "cpu" else 8192
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        synchronize(device)
+        started = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - started))
+    return best
+
+
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def print_comparison(title: str, rates: dict[str, Measured], device: torch.device) -> float:
+    """Prints the table, each loop against the plain loop and against the machine's matmul peak at the
+    precision it ran in; returns the best vaelab rate over the plain loop's."""
+    plain = rates["plain loop (fp32)"].rate
+    print(f"| {title} | images/s | vs plain loop | MFLOP per image | GFLOP/s | matmul peak GFLOP/s | of peak |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m in rates.items():
+        peak = matmul_peak(device, PEAK_DTYPES[m.used])
+        achieved = m.rate * m.flops
+        print(f"| {name} | {m.rate:,.0f} | {m.rate / plain:.2f}x | {m.flops / 1e6:.2f} | {achieved / 1e9:,.1f} | "
+              f"{peak / 1e9:,.0f} ({m.used}) | {achieved / peak:.0%} |")
+    best = max(m.rate for name, m in rates.items() if name.startswith("vaelab"))
+    side = 1024 if device.type == "cpu" else 8192
+    print(f"\nLoad average after: {load_text()}. The peak is a {side}-square matrix product's, timed here at the "
+          "precision each loop ran in.\n")
     return best / plain
 
 
@@ -180,7 +239,7 @@ def section_mlp(args, device, dataset, workdir) -> float:
     steps = -(-len(dataset.train) // config.train.batch_size)
     rates = compare_loops(args, device, dataset, config, lambda: PlainVAE(PLAIN_LATENT), plain_mlp_loss, steps,
                           workdir)
-    return print_comparison("loop (784-400-20 MLP)", rates)
+    return print_comparison("loop (784-400-20 MLP)", rates, device)
 
 
 def preset_config(device, seed: int) -> RunConfig:
@@ -204,7 +263,7 @@ def section_preset(args, device, dataset, workdir) -> float:
 
     rates = compare_loops(args, device, dataset, config, plain_model,
                           lambda model, x: plain_vaelab_model_loss(model, config, x), PRESET_STEPS, workdir)
-    return print_comparison(f"loop ({m.arch})", rates)
+    return print_comparison(f"loop ({m.arch})", rates, device)
 
 
 # -- (c) the default study end to end ------------------------------------------------------------------

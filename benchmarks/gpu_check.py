@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_training import load_text, machine_description, synchronize
+from bench_training import load_text, machine_description, matmul_peak, synchronize
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaelab import precision
@@ -110,20 +110,6 @@ def gated_tests(check: Check) -> list[str]:
     if done.returncode not in (0, 5):  # 5: nothing collected
         raise AssertionError("\n".join(lines[-20:]) or done.stderr[-2000:])
     return [f"    {line}" for line in lines]
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """FLOP/s of a large square product on ``device``: the ceiling the training step is measured against."""
-    n = 1024 if device.type == "cpu" else 8192
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    repeats, started = 3 if device.type == "cpu" else 20, time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - started)
 
 
 def step_rate(check: Check, config: RunConfig) -> tuple[float, float, str]:
