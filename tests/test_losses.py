@@ -1,10 +1,11 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vaelab.losses import kl_to_standard_normal, negative_elbo, reconstruction_nll
+from vaelab.losses import kl_to_standard_normal, negative_elbo, reconstruction_nll, summed_negative_elbo
 
 
 def test_kl_closed_form_matches_monte_carlo():
@@ -106,3 +107,26 @@ def test_a_fixed_gaussian_std_never_becomes_a_tensor_on_the_device():
     assert loss.device.type == "meta" and seen and all(s.device.type == "cpu" for s in seen)
     learned = torch.nn.Parameter(torch.tensor(0.1, device="meta"))
     assert negative_elbo(logits, x, mu, mu, "gaussian-learned", 1.0, learned)[0].device.type == "meta"
+
+
+@pytest.mark.parametrize("likelihood,linear", [("bernoulli", False), ("continuous-bernoulli", False),
+                                               ("gaussian", False), ("gaussian", True)])
+def test_the_summed_training_loss_has_the_per_image_losses_gradients_value_for_value(likelihood, linear):
+    """The training step differentiates the batch's summed loss; its gradients must be those of the per-image
+    losses' mean bitwise (the runs' numbers do not change), and its value equal up to the order of the sums."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 1, 8, 8, generator=g)  # 96: a last batch's size, where 1/N is not a power of two
+    leaves = [torch.randn(96, 1, 8, 8, generator=g), torch.randn(96, 3, generator=g), torch.randn(96, 3, generator=g)]
+
+    def gradients(loss_of):
+        inputs = [t.clone().requires_grad_() for t in leaves]
+        loss = loss_of(*inputs)
+        loss.backward()
+        return loss.detach(), [t.grad for t in inputs]
+
+    per_image, expected = gradients(lambda logits, mu, logvar: negative_elbo(
+        logits, x, mu, logvar, likelihood, 0.7, 0.1, linear)[0].mean())
+    summed, got = gradients(lambda logits, mu, logvar: summed_negative_elbo(
+        logits, x, mu, logvar, likelihood, 0.7, 0.1, linear) / len(x))
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    torch.testing.assert_close(summed, per_image, rtol=1e-6, atol=0)

@@ -76,6 +76,30 @@ def reconstruction_nll(
     return nll.flatten(1).sum(1)
 
 
+def summed_negative_elbo(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    likelihood: str,
+    beta: float = 1.0,
+    gaussian_std: float | torch.Tensor = 0.1,
+    linear_output: bool = False,
+) -> torch.Tensor:
+    """The loss of ``negative_elbo`` summed over the batch: what a training step differentiates.
+
+    Its gradients are those of ``negative_elbo(...)[0].sum()`` value for value (each pixel's and each latent
+    unit's term gets the same upstream gradient either way); only the loss itself is summed in another order.
+    A Bernoulli likelihood's cross-entropy is then reduced inside its kernel, instead of being stored per pixel
+    and summed per image: the step's largest saving beside the matrix products (docs/performance.md).
+    """
+    if likelihood == "bernoulli" and not linear_output:
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    else:
+        nll = reconstruction_nll(logits, x, likelihood, gaussian_std, linear_output).sum()
+    return nll + beta * kl_to_standard_normal(mu, logvar).sum()
+
+
 def negative_elbo(
     logits: torch.Tensor,
     x: torch.Tensor,

@@ -31,7 +31,7 @@ from .config import RunConfig, TrainConfig
 from .data import Dataset
 from .environment import describe_environment
 from .errors import CheckpointError, Interrupted, TrainingDivergedError, VaelabError
-from .losses import negative_elbo
+from .losses import summed_negative_elbo
 from .metrics import summary_text
 from .models import VAE
 from .perceptual import PerceptualTerms
@@ -373,12 +373,12 @@ class Trainer:
         beta = 0.0 if bare.is_autoencoder else kl_weight(cfg.train.beta, cfg.train.warmup_epochs, state.step,
                                                          self.steps_per_epoch)
         # The loss itself in fp32, whatever precision the network ran in.
-        loss = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.model.likelihood, beta,
-                             bare.decoder_std(), bare.linear_output)[0]
+        total = summed_negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.model.likelihood, beta,
+                                     bare.decoder_std(), bare.linear_output)
         global_batch = min(bs, n - i * bs)
         # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
         # the gradient of the global batch's mean loss, however unevenly the batch splits.
-        loss = loss.sum() * (self.world_size / global_batch) if self.ddp else loss.mean()
+        loss = total * (self.world_size / global_batch) if self.ddp else total / len(x)
         loss = loss + self.perceptual.generator_loss(bare, logits, x, state.step)[0]
         state.optimizer.zero_grad(set_to_none=True)
         self._backward(loss, state.step + 1)
