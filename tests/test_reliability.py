@@ -319,16 +319,16 @@ def test_an_absurd_learning_rate_stops_with_the_step_and_the_cause(tiny, tmp_pat
 
 
 def poison_the_training_loss(monkeypatch, at_call: int, make_bad) -> None:
-    real = vaelab.training.negative_elbo
+    real = vaelab.training.summed_negative_elbo
     calls = 0
 
     def poisoned(*args, **kwargs):
         nonlocal calls
         calls += 1
-        loss, nll, kl = real(*args, **kwargs)
-        return (make_bad(loss) if calls == at_call else loss), nll, kl
+        loss = real(*args, **kwargs)
+        return make_bad(loss) if calls == at_call else loss
 
-    monkeypatch.setattr(vaelab.training, "negative_elbo", poisoned)
+    monkeypatch.setattr(vaelab.training, "summed_negative_elbo", poisoned)
 
 
 def test_a_nan_loss_keeps_the_last_good_checkpoint_untouched(tiny, tmp_path, monkeypatch):
