@@ -145,14 +145,15 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     replicates = parse_seed_list(seed_list, seeds)
     config = build_config(ctx, dims[0], opts, varied=tuple(axis.key for axis in axes))
     given_dims = dims if given(ctx, "latent_dims") or not opts["resume"] else None
+    options = run_options(ctx, opts)
     if opts["resume"]:
         recorded = rundir.read_study_file(study_dir)
         saved = pipeline.resumed_base(study_dir, recorded, (recorded or {}).get("latent_dims") or dims, config,
-                                      opts["device"] if given(ctx, "device") else None)
+                                      options.resume_device)
         if saved is not config:
             warn_ignored_on_resume(ctx, config, saved)
     try:
-        result = pipeline.study(given_dims, study_dir, config, run_options(ctx, opts), axes=axes, seeds=replicates,
+        result = pipeline.study(given_dims, study_dir, config, options, axes=axes, seeds=replicates,
                                 jobs=parse_jobs(jobs), executor=executor, ray_address=ray_address,
                                 threads=threads, run_index=run_index, notify=click.echo)
     except (Interrupted, KeyboardInterrupt):  # a Ctrl-C in training, or outside it (figures, measures)

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from . import rundir
-from .metrics import SUMMARY_KEYS, metric_of, summary_text
+from .metrics import SUMMARY_KEYS, metric_of, reference_text, summary_text
 
 RUN_FIGURES = ((rundir.METRICS_PNG, "metric curves"), (rundir.LATENT_SPACE_GIF, "latent space during training"),
                (rundir.RECONSTRUCTIONS_GIF, "test images and their reconstructions"))
@@ -42,8 +42,11 @@ def run_summary(run_dir: Path) -> str:
 
 def summary_meanings() -> list[tuple[str, str]]:
     """What each number of the runs' summary line means, with its yardstick, as the report's notes say it."""
-    return [(metric.short, metric.meaning + (f"; {metric.reference}" if metric.reference else ""))
-            for metric in map(metric_of, SUMMARY_KEYS)]
+    notes = []
+    for metric in map(metric_of, SUMMARY_KEYS):
+        yardstick = reference_text(metric, [])
+        notes.append((metric.short, metric.meaning + (f"; {yardstick}" if yardstick else "")))
+    return notes
 
 
 class StudyView:

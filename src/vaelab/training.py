@@ -379,7 +379,8 @@ class Trainer:
         # DDP averages the ranks' gradients; weighting each rank's sum by world / global batch makes that
         # the gradient of the global batch's mean loss, however unevenly the batch splits.
         loss = total * (self.world_size / global_batch) if self.ddp else total / len(x)
-        loss = loss + self.perceptual.generator_loss(bare, logits, x, state.step)[0]
+        if self.perceptual.active:  # an inactive term would still add a node to every step's graph
+            loss = loss + self.perceptual.generator_loss(bare, logits, x, state.step)[0]
         state.optimizer.zero_grad(set_to_none=True)
         self._backward(loss, state.step + 1)
         if cfg.train.lr_schedule != "constant":
