@@ -5,6 +5,7 @@ conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -206,3 +207,24 @@ def vaelab_caller() -> str:
             return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
         frame = frame.f_back
     return "outside vaelab"
+
+
+@dataclasses.dataclass
+class PlacedTask:
+    """What ``train_where_placed`` returns: the terminal line its worker drew on, and when it ran."""
+
+    line: int | None
+    started: float
+    ended: float
+    model: None = None
+
+
+def train_where_placed(config, run_dir, options, *, dataset=None, callbacks=(), notify=None) -> PlacedTask:
+    """A stand-in for the pipeline's train in a study's worker: it trains nothing and says where it was placed."""
+    import time
+
+    from vaelab import progress
+
+    started = time.monotonic()
+    time.sleep(0.3)
+    return PlacedTask(progress._line, started, time.monotonic())

@@ -9,7 +9,7 @@ import vaelab
 PACKAGE = Path(vaelab.__file__).parent
 # Each module's place in the flow; a module may import only modules at its own place or earlier.
 LAYERS = {
-    0: ["errors", "atomic", "metrics", "quality", "losses", "architectures", "precision"],
+    0: ["errors", "atomic", "metrics", "quality", "losses", "architectures", "precision", "progress"],
     1: ["config", "presets", "rundir", "locks", "environment"],
     2: ["grid", "data", "images", "datasets", "perceptual", "models", "resources", "checkpoint", "prepare",
         "classifier"],

@@ -239,7 +239,7 @@ def test_options_given_on_the_command_line_override_the_config_file(monkeypatch,
     assert invoke("train", "--config", str(path), "--lr", "0.002", "--study-dir", str(tmp_path)).exit_code == 0
     assert invoke("train", "--config", str(path), "-z", "9", "--run-dir", str(tmp_path / "r")).exit_code == 0
     assert invoke("study", "--config", str(path), "-z", "2,6", "--epochs", "2", "--study-dir",
-                  str(tmp_path / "s")).exit_code == 0
+                  str(tmp_path / "s"), "--jobs", "1").exit_code == 0  # in this process, where train is replaced
     file_only, with_z, *study = configs
     assert (file_only.model.arch, file_only.model.latent_dim, file_only.train.epochs) == ("conv", 5, 4)
     assert (file_only.train.lr, file_only.train.seed) == (0.002, 3)

@@ -93,7 +93,8 @@ def test_an_interrupted_study_leaves_its_plan_for_the_report(mnist, tmp_path, mo
     monkeypatch.setattr(vaelab.pipeline, "train", train_then_stop)
     with pytest.raises(Interrupted, match="--resume"):
         vaelab.study([2, 3], tmp_path / "study", small_config(epochs=1), QUICK, dataset=mnist.head(512, 200))
-    assert json.loads((tmp_path / "study" / "study.json").read_text()) == {"latent_dims": [2, 3]}
+    assert json.loads((tmp_path / "study" / "study.json").read_text()) == {"latent_dims": [2, 3],
+                                                                       "threads": torch.get_num_threads()}
     assert "planned" in read_study(tmp_path / "study").left_out["latent_3"]
 
 

@@ -51,6 +51,8 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO 
        "MKL_NUM_THREADS": "1"}
 SETTINGS = ["--hidden", "64", "--batch-size", "128", "--train-eval-size", "500", "--epochs", "3",
             "--device", "cpu", "--no-progress", "--no-measures"]  # the final measures: test_measures.py
+# The studies here run their sizes one after another in the study's own process, where the faults are injected.
+ONE_AT_A_TIME = ["--jobs", "1"]
 N_TRAIN, N_TEST = 1024, 256  # 8 steps an epoch: evaluation points at steps 1, 3, 4, 5, 7, then 8, 16, 24
 
 
@@ -82,7 +84,8 @@ def reference(tiny, tmp_path_factory) -> Path:
     """An uninterrupted study of latent sizes 2, 3 and 4; its latent_2 is also the uninterrupted `train`. It
     draws no figures: they never feed back into training, and what the tests compare is the trained state."""
     study = tmp_path_factory.mktemp("reference")
-    done = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, "--no-artifacts")
+    done = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, "--no-artifacts",
+                      *ONE_AT_A_TIME)
     assert done.returncode == 0, done.stderr
     return study
 
@@ -529,7 +532,7 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
     study = tmp_path / "study"
     # Killed in the middle of step 12 of latent size 3: 24 steps of size 2, then 12 of size 3.
     killed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", *tiny, "--no-artifacts",
-                        fault=("step", 36, "KILL"))
+                        *ONE_AT_A_TIME, fault=("step", 36, "KILL"))
     assert killed.returncode == -signal.SIGKILL
     assert load_checkpoint(study / "latent_2" / "checkpoint.pt")["epoch"] == 3
     assert load_checkpoint(study / "latent_3" / "checkpoint.pt")["epoch"] == 1
@@ -539,7 +542,7 @@ def test_a_killed_study_resumes_skipping_finished_sizes_and_equals_an_uninterrup
 
     # Resumed without repeating the training options: the study keeps the settings it was started with.
     resumed = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3,4", "--resume", "--no-measures",
-                         "--no-progress", "--no-artifacts")
+                         "--no-progress", "--no-artifacts", *ONE_AT_A_TIME)
     assert resumed.returncode == 0, resumed.stderr
     assert "latent 2: already finished, skipped" in resumed.stdout and "== latent size 2" not in resumed.stdout
     assert snapshot(study / "latent_2") == finished_before
@@ -558,7 +561,8 @@ def test_ctrl_c_of_a_real_study_writes_the_report_of_what_it_has_and_exits_130(t
     study = tmp_path / "study"
     # Size 2 has 5 + 3 evaluation points in its 3 epochs; the 9th point is the first of size 3: a Ctrl-C there
     # finds size 2 finished (figures drawn) and size 3 in its first epoch.
-    process = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3", *tiny, fault=("eval", 9, "INT"))
+    process = run_vaelab("study", "--study-dir", str(study), "--latent-dims", "2,3", *tiny, *ONE_AT_A_TIME,
+                         fault=("eval", 9, "INT"))
     stderr = process.stderr
     assert process.returncode == 130, stderr
     report = study / "report.html"
@@ -578,7 +582,7 @@ def test_ctrl_c_in_a_study_says_how_to_resume_the_whole_study(tiny, tmp_path, mo
     study = tmp_path / "study"
     # Size 2 has 5 + 1 evaluation points in its one epoch; the 7th point is the first of size 3.
     monkeypatch.setattr(*moment_patch("eval", 7, send(signal.SIGINT)))
-    result = invoke("study", "--study-dir", study, "--latent-dims", "2,3", *tiny, "--epochs", "1")
+    result = invoke("study", "--study-dir", study, "--latent-dims", "2,3", *tiny, "--epochs", "1", *ONE_AT_A_TIME)
     message = one_line(result.output)
     assert result.exit_code == 130
     assert f"Continue with: vaelab train --run-dir {study / 'latent_3'} --resume" in message

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 import vaelab
 import vaelab.pipeline
-from helpers import small_config, write_idx_dataset
+from helpers import small_config, train_where_placed, write_idx_dataset
+from vaelab import parallel
 from vaelab.checkpoint import load_checkpoint
 from vaelab.cli import cli
 from vaelab.pipeline import RunOptions
@@ -58,6 +59,34 @@ def test_a_resumed_grid_trains_only_the_values_added_to_an_axis(mnist, tmp_path)
     plan = json.loads((tmp_path / "study.json").read_text())
     assert plan["axes"][0] == {"key": "train.beta", "values": [1.0, 4.0]} and plan["seeds"] == [0, 1]
     assert len(plan["runs"]) == 4 and plan["base_config"]["train"]["epochs"] == 1
+
+
+@pytest.mark.parametrize(("cores", "runs", "jobs"), [(2, 1, 1), (2, 2, 2), (2, 3, 3), (2, 4, 2), (2, 27, 2),
+                                                     (1, 3, 1), (8, 9, 9), (8, 16, 8)])
+def test_auto_jobs_runs_all_at_once_below_two_runs_per_core(monkeypatch, cores, runs, jobs):
+    monkeypatch.setattr(parallel, "cores", lambda: cores)
+    assert parallel.auto_jobs(runs) == jobs
+
+
+def test_workers_side_by_side_draw_their_bars_on_lines_of_their_own(tmp_path):
+    tasks = [parallel.RunTask(None, tmp_path / str(i), None) for i in range(4)]
+    placed = parallel.run_tasks(train_where_placed, tasks, jobs=2, threads=1, bars=True)
+    assert {task.line for task in placed} <= {1, 2}  # line 0 is the study's own bar
+    for a in placed:
+        for b in placed:
+            if a is not b and a.started < b.ended and b.started < a.ended:
+                assert a.line != b.line
+    assert {task.line for task in parallel.run_tasks(train_where_placed, tasks[:1], jobs=1, threads=1)} == {None}
+
+
+def test_a_resumed_study_trains_with_the_thread_count_it_started_with(mnist, tmp_path):
+    data = mnist.head(512, 200)
+    vaelab.study([2], tmp_path, small_config(), QUICK, axes={"beta": [1]}, dataset=data, threads=1)
+    assert json.loads((tmp_path / "study.json").read_text())["threads"] == 1
+    resume = RunOptions(resume=True, progress=False, measures=False, artifacts=False, tensorboard=False)
+    vaelab.study(None, tmp_path, small_config(), resume, axes={"beta": [4]}, dataset=data)
+    environment = json.loads((tmp_path / "beta=4,z=2" / "metrics.json").read_text())["environment"]
+    assert environment["threads"] == "1"
 
 
 def test_a_job_array_task_trains_only_its_run_of_the_grid(mnist, tmp_path):

@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .atomic import atomic_file
 from .data import NUM_CLASSES, Dataset, user_cache_dir
 from .errors import CheckpointError
 from .locks import exclusive
 from .prepare import as_float_images
+from .progress import progress_bar
 
 CLASSIFIER_FORMAT = "vaelab-classifier"
 CLASSIFIER_VERSION = 1
@@ -144,7 +144,7 @@ def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.d
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=epochs * steps_per_epoch)
     order_rng = torch.Generator().manual_seed(recipe.seed)
     model.train()
-    with tqdm(total=epochs * len(x), unit="img", unit_scale=True, desc="classifier",
+    with progress_bar(total=epochs * len(x), unit="img", unit_scale=True, desc="classifier",
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=order_rng).to(device)

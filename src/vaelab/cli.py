@@ -131,15 +131,14 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     from .distributed import launched_by_torchrun
 
     if launched_by_torchrun():
-        raise click.UsageError("vaelab study trains its latent sizes one after another and does not run under "
+        raise click.UsageError("vaelab study trains its runs in processes of its own and does not run under "
                                "torchrun; launch 'torchrun ... -m vaelab train -z Z --study-dir DIR' once per "
                                "latent size instead.")
     design = STUDY_DESIGNS.get(opts["preset"], {})
     dims = parse_latent_dims(latent_dims) if given(ctx, "latent_dims") or not design else design["latent_dims"]
     axes = [grid.parse_axis(text) for text in vary] or [grid.axis_of(k, v) for k, v in design.get("axes", {}).items()]
     seeds = seeds if seeds is not None or seed_list is not None else design.get("seeds")
-    grid_study = bool(vary or seeds or seed_list) or (opts["resume"] and recorded_grid(study_dir))
-    jobs = jobs if given(ctx, "jobs") else design.get("jobs", "auto" if grid_study else "1")
+    jobs = jobs if given(ctx, "jobs") else design.get("jobs", "auto")
     if given(ctx, "latent_dims") and any(axis.key == grid.LATENT_KEY for axis in axes):
         raise click.UsageError("give the latent sizes once: either -z or --vary z=..., not both.")
     replicates = parse_seed_list(seed_list, seeds)
@@ -163,14 +162,6 @@ def study(ctx: click.Context, latent_dims: str, vary: tuple[str, ...], seeds: in
     click.echo("\n".join(["", "final test metrics:", *summaries]))
     click.echo(f"study saved in {study_dir}")
     click.echo(f"report: {result.report.html}")
-
-
-def recorded_grid(study_dir: Path) -> bool:
-    """Whether the study being resumed is a grid (so that it resumes with the thread count it started with)."""
-    try:
-        return "axes" in (rundir.read_study_file(study_dir) or {})
-    except rundir.StudyFileError:
-        return False  # the study itself says what is wrong with the file
 
 
 def parse_seed_list(text: str | None, count: int | None) -> int | list[int] | None:

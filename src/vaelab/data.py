@@ -25,9 +25,9 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .errors import DataError, DataNotFoundError
+from .progress import progress_bar
 
 IDX_DATASETS = ("mnist", "fashion-mnist", "idx")
 DATASETS = (*IDX_DATASETS, "folder", "cifar10")  # the last two are read by vaelab.images (datasets.py picks)
@@ -432,7 +432,7 @@ def fetch_to_file(url: str, destination: Path, opener: Opener, label: str) -> No
         # urllib's response knows the Content-Length as ``length``; other streams need not.
         total = getattr(response, "length", None)
         # disable=None: a bar on a terminal, silence in logs and under pytest.
-        with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
+        with progress_bar(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
             while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 from . import data, resources
 from .config import MIN_IMAGE_SIDE
 from .data import Checksum, Dataset, ImageSplit
 from .errors import DataError, DataNotFoundError
+from .progress import progress_bar
 
 IMAGE_DATASETS = ("folder", "cifar10")
 TEST_FRACTION = 0.2  # of a folder without a train/test split, held out for test by path hash
@@ -211,7 +211,7 @@ def decode_folder(entries: list[FileEntry], options: LoadOptions, progress: bool
     workers = min(32, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda entry: decode_image(entry.path, channels, size), entries, chunksize=64)
-        decoded = list(tqdm(results, total=len(entries), desc="decoding images", unit="img",
+        decoded = list(progress_bar(results, total=len(entries), desc="decoding images", unit="img",
                             disable=None if progress is None else not progress))
     good = [i for i, array in enumerate(decoded) if isinstance(array, np.ndarray)]
     skipped = [(entries[i].relative, array) for i, array in enumerate(decoded) if not isinstance(array, np.ndarray)]
@@ -245,9 +245,9 @@ def resolve_options(entries: list[FileEntry], options: LoadOptions, progress: bo
     if options.channels is not None and options.image_size is not None:
         return options.channels, options.image_size
     with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 2)) as pool:
-        headers = [h for h in tqdm(pool.map(_header, [e.path for e in entries], chunksize=256), total=len(entries),
-                                   desc="reading image headers", unit="img",
-                                   disable=None if progress is None else not progress) if h is not None]
+        read = pool.map(_header, [e.path for e in entries], chunksize=256)
+        headers = [h for h in progress_bar(read, total=len(entries), desc="reading image headers", unit="img",
+                                           disable=None if progress is None else not progress) if h is not None]
     if not headers:
         raise DataError(f"none of the {len(entries)} image files could be read "
                         f"(for example {', '.join(e.relative for e in entries[:NAMED_BAD_FILES])}); are they images?")

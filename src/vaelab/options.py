@@ -178,16 +178,15 @@ def study_options(func: Callable) -> Callable:
                           "and says which differences exceed it."),
         click.option("--seed-list", type=str, default=None, help="Repeat every run with these seeds, e.g. 0,1,2."),
         click.option("--jobs", type=str, default=None,
-                     help="Train this many runs at once, as separate processes sharing the cores (auto: one per "
-                          "core, one thread each) [default: auto for a grid (--vary, --seeds), measured 1.25x faster "
-                          "than one run at a time on 2 cores; 1 for latent sizes alone, which shows each run's "
-                          "progress bar (the default study's numbers are the same at --jobs 1, 2 and 3; 3 was 1.18x "
-                          "faster on 2 cores: docs/performance.md)]. At a given --threads, a run's numbers do not "
-                          "depend on it."),
+                     help="Train this many runs at once, as separate processes sharing the cores [default: auto: "
+                          "every run at once while there are fewer than two per core, else one per core, which "
+                          "measured fastest, with the same numbers (docs/performance.md)]. In a terminal each process "
+                          "shows its run's progress bar on a line of its own. At a given --threads, a run's numbers "
+                          "do not depend on it."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Threads per run [default: every core for --jobs 1, an equal share of the cores otherwise]. "
-                          "A run's numbers depend on its thread count (the order of floating-point sums), not on "
-                          "--jobs."),
+                     help="Threads per run [default: every core for --jobs 1, an equal share of the cores otherwise; "
+                          "a resumed study keeps the count it started with]. A run's numbers depend on its thread "
+                          "count (the order of floating-point sums), not on --jobs."),
         click.option("--executor", type=click.Choice(EXECUTORS), default="process", show_default=True,
                      help="process: --jobs local processes. ray: each run as a Ray task (a local Ray instance, or the "
                           "cluster at --ray-address; the study directory must be shared). Needs pip install "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import progress
 from .errors import SettingsError, VaelabError
 
 EXECUTORS = ("process", "ray")
@@ -48,8 +49,13 @@ def cores() -> int:
 
 
 def auto_jobs(n_runs: int) -> int:
-    """One single-threaded run per core, never more processes than runs."""
-    return max(1, min(cores(), n_runs))
+    """Every run at once while there are fewer than two per core, else one per core; single-threaded runs.
+
+    Why not always one per core: three runs on two cores would then leave a core idle while the third trains
+    alone, and all three sharing the two cores finished the default study sooner (docs/performance.md). From
+    two runs per core on, that idle tail is a small part of the whole, and each process holds its own data."""
+    available = cores()
+    return max(1, n_runs if n_runs < 2 * available else available)
 
 
 def threads_per_job(jobs: int) -> int:
@@ -87,9 +93,10 @@ def _quiet(_: str) -> None:
 
 def run_tasks(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, threads: int,
               executor: str = "process", ray_address: str | None = None,
-              on_done: Callable[[RunTask, Any], None] | None = None) -> list[Any]:
+              on_done: Callable[[RunTask, Any], None] | None = None, bars: bool = False) -> list[Any]:
     """Each task's result, or the exception it raised, in the order of ``tasks``; ``jobs`` at once, each with
-    ``threads`` threads."""
+    ``threads`` threads. ``bars``: the worker processes draw their runs' progress bars, each on a terminal line
+    of its own below this process's (line 0)."""
     if executor not in EXECUTORS:
         raise SettingsError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}.")
     if executor == "ray":
@@ -97,13 +104,26 @@ def run_tasks(train: Callable[..., Any], tasks: Sequence[RunTask], jobs: int, th
     results: list[Any] = [None] * len(tasks)
     # spawn, not fork: a forked child inherits torch's thread pools and any held locks of the parent.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                initializer=die_with_parent) as pool:
+    lock, lines = None, None
+    if bars:  # one lock for every process's writes, and a line for each worker
+        lock, lines = context.RLock(), context.SimpleQueue()
+        progress.place(0, lock)
+        for line in range(1, jobs + 1):
+            lines.put(line)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker,
+                                                initargs=(lock, lines)) as pool:
         futures = {pool.submit(train_task, train, task, threads): i for i, task in enumerate(tasks)}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
             results[i] = _outcome(future.result, tasks[i], on_done)
     return results
+
+
+def start_worker(lock: Any = None, lines: Any = None) -> None:
+    """A worker's set-up: it dies with the study's process and, where given, takes a terminal line for its bars."""
+    die_with_parent()
+    if lock is not None:
+        progress.place(lines.get(), lock)
 
 
 def die_with_parent() -> None:

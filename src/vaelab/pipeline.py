@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from . import distributed, grid, parallel, precision, resources, rundir
@@ -266,6 +268,8 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
     config = config or RunConfig()
     options = options or RunOptions()
     study_dir = output_dir(study_dir, "study_dir")
+    # Read before plan_study rewrites study.json with the plan.
+    started_with = (rundir.read_study_file(study_dir) or {}).get("threads") if options.resume else None
     plan_grid, planned = plan_study(study_dir, latent_dims, axes, seeds, config, options)
     dims = list(next(a.values for a in plan_grid.axes if a.key == grid.LATENT_KEY))
     # A latent-size study names its sizes, so that the hint also works where study.json was lost.
@@ -281,6 +285,7 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
         raise SettingsError(f"--jobs must be at least 1 (or auto), got {jobs}.")
     if threads is not None and threads < 1:
         raise SettingsError(f"--threads must be at least 1, got {threads}.")
+    threads = study_threads(study_dir, threads, jobs, started_with)
     if jobs == 1 and executor == "process":
         with parallel.torch_threads(threads):
             for run, run_dir, run_config in todo:
@@ -303,6 +308,17 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
         log_study_figures(study_dir, {"study/rate_distortion": study_dir / rundir.RATE_DISTORTION_PNG,
                                       "study/comparison": study_dir / rundir.COMPARISON_PNG})
     return StudyResult(study_dir, runs, report)
+
+
+def study_threads(study_dir: Path, threads: int | None, jobs: int, started_with: Any) -> int:
+    """Each run's thread count: ``threads`` if given; on resume the one the study started with (a run's numbers
+    depend on it, so an interrupted study finishes as it would have); else every core for one run at a time and
+    an equal share for several. Recorded in study.json."""
+    if threads is None:
+        threads = (started_with if isinstance(started_with, int) and started_with >= 1
+                   else torch.get_num_threads() if jobs == 1 else parallel.threads_per_job(jobs))
+    rundir.record_study_threads(study_dir, threads)
+    return threads
 
 
 def plan_study(study_dir: Path, latent_dims: Iterable[int] | None, axes: Any, seeds: int | Iterable[int] | None,
@@ -397,20 +413,22 @@ def _json_value(value: Any) -> Any:
 
 
 def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan: grid.Grid, options: RunOptions, *,
-                       dataset: Dataset | None, callbacks: Sequence[Callback], jobs: int, threads: int | None,
+                       dataset: Dataset | None, callbacks: Sequence[Callback], jobs: int, threads: int,
                        executor: str, ray_address: str | None, notify: Notify,
                        resume_hint: str) -> dict[str, RunResult]:
     """The runs in ``todo`` as parallel processes or Ray tasks; a line per finished run, and one error at the
-    end naming every run that failed (the others are kept)."""
-    quiet = dataclasses.replace(options, progress=False)
+    end naming every run that failed (the others are kept). In a terminal each local process also shows its
+    run's progress bar on a line of its own."""
+    bars = options.progress and executor == "process" and sys.stderr.isatty()
+    worker_options = dataclasses.replace(options, progress=bars)
     if options.mlflow_uri is not None:  # the store and experiment made once, before the runs race to make them
         from .trackers import open_experiment, require_mlflow
 
         require_mlflow()
         open_experiment(todo[0][1].parent, options.mlflow_uri or None)
-    tasks = [parallel.RunTask(run_config, run_dir, quiet, dataset, tuple(callbacks)) for _, run_dir, run_config in todo]
+    tasks = [parallel.RunTask(run_config, run_dir, worker_options, dataset, tuple(callbacks))
+             for _, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
-    threads = threads or parallel.threads_per_job(jobs)
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
     notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")
     bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
@@ -422,7 +440,7 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
         bar.update()
 
     try:
-        outcomes = parallel.run_tasks(train, tasks, jobs, threads, executor, ray_address, done)
+        outcomes = parallel.run_tasks(train, tasks, jobs, threads, executor, ray_address, done, bars=bars)
     except KeyboardInterrupt:  # Ctrl-C reached the workers too: each saved a checkpoint before it stopped
         raise Interrupted(f"interrupted; every run keeps its last checkpoint. Continue with: {resume_hint}") from None
     finally:

@@ -144,6 +144,13 @@ def write_study_file(study_dir: str | os.PathLike, latent_dims: list[int], grid:
     write_text_atomic(Path(study_dir) / STUDY_FILE, json.dumps(payload, indent=2) + "\n")
 
 
+def record_study_threads(study_dir: str | os.PathLike, threads: int) -> None:
+    """Add to study.json the thread count its runs train with, for a resume to use again."""
+    payload = read_study_file(study_dir) or {}
+    if payload.get("threads") != threads:
+        write_text_atomic(Path(study_dir) / STUDY_FILE, json.dumps({**payload, "threads": threads}, indent=2) + "\n")
+
+
 def read_study_file(study_dir: str | os.PathLike) -> dict[str, Any] | None:
     """study.json as a dict, or None where there is none; StudyFileError where it is unreadable."""
     path = Path(study_dir) / STUDY_FILE

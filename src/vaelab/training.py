@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from . import architectures, distributed, precision
 from .callbacks import Callback, CallbackList, Checkpoint, EvalPoint, RunStart
@@ -36,6 +35,7 @@ from .metrics import summary_text
 from .models import VAE
 from .perceptual import PerceptualTerms
 from .prepare import as_float_images, evaluation_images
+from .progress import progress_bar, write_line
 from .rundir import CHECKPOINT
 
 TRAIN_SUBSET_SEED = 0  # the same training images are scored in every run, whatever its seed
@@ -86,7 +86,7 @@ class _EpochPass:
     index: int
     batches: list[torch.Tensor]
     losses: torch.Tensor
-    bar: tqdm
+    bar: Any  # its progress bar
     last_checked: int  # the losses of the steps before this one have been checked
 
 
@@ -191,22 +191,20 @@ class _SigintLatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def progress_label(run_dir: Path, latent_dim: int) -> str:
+    """What a run's progress lines call it: a grid's runs are named by their coordinates (grid.py), and several
+    may share a latent size."""
+    return run_dir.name if "=" in run_dir.name else f"latent {latent_dim}"
+
+
 class Trainer:
     """The loop: a typed state, the steps, the evaluation schedule, DDP and Ctrl-C. What happens at each
     moment (files, frames, trackers, your code) is the callbacks'; where the run starts from is ``run``'s
     argument, the checkpoint a ``RunStore`` found."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        dataset: Dataset,
-        run_dir: str | Path,
-        callbacks: Sequence[Callback] = (),
-        progress: bool = True,
-        detect_anomaly: bool = False,
-        ddp: distributed.DdpContext | None = None,
-        scorers: Sequence[Scorer] = (),
-    ):
+    def __init__(self, config: RunConfig, dataset: Dataset, run_dir: str | Path, callbacks: Sequence[Callback] = (),
+                 progress: bool = True, detect_anomaly: bool = False, ddp: distributed.DdpContext | None = None,
+                 scorers: Sequence[Scorer] = ()):
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
@@ -217,6 +215,7 @@ class Trainer:
         self.rank, self.world_size = (ddp.rank, ddp.world_size) if ddp else (0, 1)
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
+        self.label = progress_label(self.run_dir, config.model.latent_dim)
         self.device = ddp.device if ddp else select_device(config.train.device)
         if tuple(config.model.image_shape) != dataset.image_shape:
             raise VaelabError(f"the model is configured for images of shape {tuple(config.model.image_shape)} but "
@@ -351,9 +350,9 @@ class Trainer:
         order = epoch_permutation(n, cfg.seed, state.epoch).to(self.device)
         batches = distributed.local_batches(order, cfg.batch_size, self.rank, self.world_size)
         distributed.log_shard(self.ddp, state.epoch, state.step_in_epoch, batches)
-        bar = tqdm(total=n, initial=min(state.step_in_epoch * cfg.batch_size, n), unit="img", unit_scale=True,
-                   desc=f"latent {self.config.model.latent_dim} · epoch {state.epoch + 1}/{cfg.epochs}",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        bar = progress_bar(total=n, initial=min(state.step_in_epoch * cfg.batch_size, n), unit="img", unit_scale=True,
+                           desc=f"{self.label} · epoch {state.epoch + 1}/{cfg.epochs}", disable=not self.progress,
+                           leave=False, dynamic_ncols=True)
         losses = torch.zeros(self.steps_per_epoch, device=self.device)
         return _EpochPass(state.epoch, batches, losses, bar, state.step_in_epoch)
 
@@ -415,7 +414,7 @@ class Trainer:
         state.elapsed_s = time.perf_counter() - session_start
         self._save(state)
         if self.progress:
-            tqdm.write(f"latent {self.config.model.latent_dim} · epoch {state.epoch}/{self.config.train.epochs}: "
+            write_line(f"{self.label} · epoch {state.epoch}/{self.config.train.epochs}: "
                        f"test {summary_text(state.history[-1]['test'])}")
 
     def _check_finite(self, losses: torch.Tensor, start: int, stop: int, state: TrainState) -> None:
