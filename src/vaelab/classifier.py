@@ -145,7 +145,7 @@ def train_classifier(recipe: ClassifierRecipe, dataset: Dataset, device: torch.d
     order_rng = torch.Generator().manual_seed(recipe.seed)
     model.train()
     with progress_bar(total=epochs * len(x), unit="img", unit_scale=True, desc="classifier",
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:
+                      disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=order_rng).to(device)
             for i in range(steps_per_epoch):

@@ -212,7 +212,7 @@ def decode_folder(entries: list[FileEntry], options: LoadOptions, progress: bool
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda entry: decode_image(entry.path, channels, size), entries, chunksize=64)
         decoded = list(progress_bar(results, total=len(entries), desc="decoding images", unit="img",
-                            disable=None if progress is None else not progress))
+                                    disable=None if progress is None else not progress))
     good = [i for i, array in enumerate(decoded) if isinstance(array, np.ndarray)]
     skipped = [(entries[i].relative, array) for i, array in enumerate(decoded) if not isinstance(array, np.ndarray)]
     if all(reason == UNREADABLE for _, reason in skipped):

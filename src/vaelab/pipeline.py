@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed, grid, parallel, precision, resources, rundir
 from .atomic import check_writable
@@ -38,6 +37,7 @@ from .errors import ConfigError, DataError, Interrupted, ReportError, SettingsEr
 from .measures import DEFAULT_IWAE_K, PROBE_NEIGHBOURS, final_measures, geometry_measures, iwae_each_epoch
 from .metrics import summary_text
 from .models import VAE
+from .progress import progress_bar
 from .report import Report, build_report
 from .run_store import RunStore
 from .training import FEW_STEPS, Trainer, select_device
@@ -431,7 +431,7 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
     notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")
-    bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
+    bar = progress_bar(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
 
     def done(task: parallel.RunTask, result: Any) -> None:
         outcome = (f"failed: {result}" if isinstance(result, BaseException)
