@@ -64,7 +64,8 @@ def test_unwritable_output_dir_is_a_clear_message(mnist_dir, tmp_path):
 @pytest.mark.slow
 def test_study_trains_each_latent_size_in_its_own_run_dir_then_resume_skips_them(mnist_dir, tmp_path):
     study = tmp_path / "study"
-    result = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *FAST)
+    result = invoke("study", "--latent-dims", "2,3", "--data-dir", str(mnist_dir), "--study-dir", str(study), *FAST,
+                    "--jobs", "1")
     assert result.exit_code == 0, result.output
     assert (study / "report.html").exists() and (study / "final_metrics.csv").exists()
     for d in (2, 3):
