@@ -10,6 +10,10 @@ SHARED_MNIST := $(wildcard ../shared/data/mnist)
 VAELAB_DATA ?= $(SHARED_MNIST)
 export VAELAB_DATA
 STUDY_ARGS ?=
+# The suite runs in worker processes, one per core (pytest-xdist), each test module's tests in one worker so
+# that its trained fixtures are built once. Many tests wait on subprocesses and imports, so two workers on two
+# cores finish well before one: TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 
 .PHONY: setup study test clean
 
@@ -26,7 +30,7 @@ study: setup
 	$(VENV)/bin/vaelab study $(STUDY_ARGS)
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -38,6 +38,12 @@ def small_config(latent_dim: int = 2, epochs: int = 1, *, hidden: tuple[int, ...
     )
 
 
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs as single spaces: the CLI wraps messages at 100 columns, where a long
+    path moves the breaks."""
+    return " ".join(text.split())
+
+
 def write_idx(path: Path, array) -> None:
     """One uint8 IDX file (magic 0x0008, then the dimensions, then the bytes)."""
     array = np.ascontiguousarray(np.asarray(array), dtype=np.uint8)

@@ -9,6 +9,7 @@ import typing
 import pytest
 from click.testing import CliRunner
 
+from helpers import one_line
 from vaelab.cli import cli
 from vaelab.config import DERIVED_KEYS, SECTIONS, RunConfig, with_settings
 from vaelab.errors import ConfigError
@@ -69,7 +70,7 @@ def test_a_bad_value_in_a_config_file_exits_2_before_training(key, value, tmp_pa
     path.write_text(f"[{section}]\n{name} = {toml_value(value)}\n")
     result = CliRunner().invoke(cli, ["train", "--config", str(path), "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
-    assert key in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert key in one_line(result.output) and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from helpers import one_line
 from vaelab import VAE, ModelConfig
 from vaelab.cli import cli
 from vaelab.errors import CheckpointError
@@ -125,7 +126,7 @@ def test_export_refuses_to_overwrite_a_run_or_another_model(tmp_path, monkeypatc
     result = CliRunner().invoke(cli, ["export", str(run), "--pretrained", str(tmp_path / target)])
     assert result.exit_code == (2 if target == "file" else 1) and "Traceback" not in result.output
     assert ("run directory" if target == "run" else "holds a model" if target == "earlier" else "is a file") in \
-        " ".join(result.output.split())
+        one_line(result.output)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -134,5 +135,5 @@ def test_export_under_a_regular_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("vaelab.checkpoint.load_model", lambda run_dir: (model, None))
     (tmp_path / "afile").write_text("not a directory")
     result = CliRunner().invoke(cli, ["export", str(tmp_path), "--pretrained", str(tmp_path / "afile" / "sub")])
-    assert result.exit_code == 1 and "afile is a file" in " ".join(result.output.split())
+    assert result.exit_code == 1 and "afile is a file" in one_line(result.output)
     assert "Traceback" not in result.output

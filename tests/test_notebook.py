@@ -27,7 +27,7 @@ def test_the_notebook_trains_through_the_python_api_not_the_shell():
 def test_the_notebook_runs_top_to_bottom(mnist, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    data_dir = write_idx_dataset(tmp_path / "idx", mnist.head(2000, 1000))
+    data_dir = write_idx_dataset(tmp_path / "idx", mnist.head(600, 200))
     monkeypatch.setenv("VAELAB_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("VAELAB_NOTEBOOK_STUDY", str(tmp_path / "study"))
     monkeypatch.setenv("VAELAB_NOTEBOOK_SETTINGS", json.dumps({

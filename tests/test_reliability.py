@@ -32,7 +32,7 @@ import vaelab
 import vaelab.atomic
 import vaelab.training
 from fault_driver import moment_patch, send
-from helpers import OnPoint, read_only_copy, write_idx, write_idx_dataset
+from helpers import OnPoint, one_line, read_only_copy, write_idx, write_idx_dataset
 from vaelab.checkpoint import load_checkpoint, load_model
 from vaelab.cli import cli, summary_line
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -99,11 +99,6 @@ def run_vaelab(*args: str, fault: tuple[str, int, str] | None = None) -> subproc
 def invoke(*args: str):
     """The CLI in this process; an exception that is not a clean exit fails the test with its traceback."""
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line(text: str) -> str:
-    """The CLI wraps messages at 100 columns."""
-    return " ".join(text.split())
 
 
 def strict_json(path: Path) -> dict:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from helpers import small_config
+from helpers import one_line, small_config
 from vaelab import architectures, resources
 from vaelab.cli import cli
 from vaelab.config import RunConfig, with_settings
@@ -45,7 +45,7 @@ def test_absurd_sizes_exit_2_before_anything_is_written(args, words, tmp_path, m
     monkeypatch.setenv("VAELAB_DATA", str(mnist_dir))
     where = ["--run-dir", str(tmp_path / "run")] if args[0] == "train" else ["--study-dir", str(tmp_path / "study")]
     result = CliRunner().invoke(cli, [*args, *where, "--no-progress"])
-    assert result.exit_code == 2 and words in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert result.exit_code == 2 and words in one_line(result.output) and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
 
 

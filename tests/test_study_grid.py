@@ -156,9 +156,9 @@ def small_idx(mnist, tmp_path_factory) -> Path:
 
 
 def grid_study(small_idx, study_dir, *extra, fault=None, jobs="1"):
-    """`vaelab study` over a beta x z grid with 2 seeds in a subprocess, under fault_driver.py when ``fault``."""
+    """`vaelab study` over two betas with 2 seeds each in a subprocess, under fault_driver.py when ``fault``."""
     args = ["study", "--study-dir", str(study_dir), "--dataset", "idx", "--data-dir", str(small_idx), "--vary",
-            "beta=0.5,2", "-z", "2,3", "--seeds", "2", "--hidden", "64", "--batch-size", "128", "--train-eval-size",
+            "beta=0.5,2", "-z", "2", "--seeds", "2", "--hidden", "64", "--batch-size", "128", "--train-eval-size",
             "300", "--epochs", "2", "--device", "cpu", "--no-progress", "--no-measures", "--no-tensorboard",
             "--no-artifacts", "--jobs", jobs, *extra]
     command = [str(DRIVER), *fault] if fault else ["-m", "vaelab"]
@@ -174,7 +174,7 @@ def test_a_grid_killed_mid_run_resumes_to_the_uninterrupted_numbers(small_idx, t
     resumed = grid_study(small_idx, tmp_path / "killed", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.count("already finished, skipped") == 2
-    assert len(histories(tmp_path / "whole")) == 8
+    assert len(histories(tmp_path / "whole")) == 4
     assert histories(tmp_path / "killed") == histories(tmp_path / "whole")
 
 
