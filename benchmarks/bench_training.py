@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -315,16 +316,37 @@ def time_plain_training(args, device, dataset, latent_dims: list[int], epochs: i
 
 
 def section_study(args, device, dataset, workdir) -> float:
-    """The default `vaelab study` as a user runs it, against the plain loop's training of the same epochs."""
+    """The default `vaelab study` as a user runs it, against the plain loop's training of the same epochs; then
+    each ``--study-variant`` (the same study with some options added) against the same plain-loop time."""
     defaults = RunConfig()
     dims, epochs = [2, 4, 16], defaults.train.epochs
     print(f"## (c) The default study, end to end, against the plain loop's {len(dims) * epochs} epochs\n")
     print(f"Load average before: {load_text()}. `vaelab study` (latent sizes 2, 4, 16; {epochs} epochs; evaluation "
           "points, final measures, figures, GIFs and report; its default --jobs), in its own process. The "
           "classifier of the generation score is already cached (it is trained once per user and machine).\n")
-    study_dir = workdir / "study"
-    wall = run_study(args, device, study_dir, [])
-    print(f"Load average after the study: {load_text()}.\n")
+    walls = {"": timed_study(args, device, workdir / "study", [])}
+    for i, variant in enumerate(args.study_variant or []):
+        print(f"### The same study with `{variant}`\n\nLoad average before: {load_text()}.\n")
+        walls[variant] = timed_study(args, device, workdir / f"variant_{i}", shlex.split(variant))
+    print(f"Load average before the plain loop: {load_text()}.")
+    plain = time_plain_training(args, device, dataset, dims, epochs)
+    print(f"The plain loop ({torch.get_num_threads()} threads, fp32) trained the default model "
+          f"(784-512-256-z and its mirror, batch {defaults.train.batch_size}) for {epochs} epochs at each of the "
+          f"{len(dims)} latent sizes in {plain:.0f} s. Load average after: {load_text()}.\n")
+    print("| | wall time s | over the plain loop |\n|---|---|---|")
+    for variant, wall in walls.items():
+        print(f"| `vaelab study{' ' + variant if variant else ''}` (everything) | {wall:.0f} | {wall / plain:.2f}x |")
+    print(f"| plain loop, training only | {plain:.0f} | 1.00x |\n")
+    if len(walls) > 1:
+        print("(The target counts the default study alone: a variant changes what the study records or draws.)\n")
+    return walls[""] / plain
+
+
+def timed_study(args, device, study_dir: Path, extra: list[str]) -> float:
+    """Wall seconds of `vaelab study` with ``extra`` options, and a table of its runs' final test -ELBO against
+    5a6c889's."""
+    wall = run_study(args, device, study_dir, extra)
+    print(f"Load average after the study: {load_text()}; {wall:.0f} s.\n")
     print("| latent | evaluation points | training steps s | evaluation points s | final test -ELBO | "
           "equal to 5a6c889's |")
     print("|---|---|---|---|---|---|")
@@ -337,15 +359,7 @@ def section_study(args, device, dataset, workdir) -> float:
         print(f"| {z} | {len(history)} | {last['train_s']:.1f} | {last['time_s'] - last['train_s']:.1f} | "
               f"{loss!r} | {same} |")
     print("\n(Each run's own clock: runs side by side share the cores, so these overlap.)\n")
-    print(f"Load average before the plain loop: {load_text()}.")
-    plain = time_plain_training(args, device, dataset, dims, epochs)
-    print(f"The plain loop ({torch.get_num_threads()} threads, fp32) trained the default model "
-          f"(784-512-256-z and its mirror, batch {defaults.train.batch_size}) for {epochs} epochs at each of the "
-          f"{len(dims)} latent sizes in {plain:.0f} s. Load average after: {load_text()}.\n")
-    print("| | wall time s |\n|---|---|")
-    print(f"| `vaelab study` (everything) | {wall:.0f} |\n| plain loop, training only | {plain:.0f} |")
-    print(f"| ratio | **{wall / plain:.2f}x** |\n")
-    return wall / plain
+    return wall
 
 
 def section_grid(args, device, workdir) -> float | None:
@@ -462,6 +476,9 @@ def main() -> None:
                         help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: {DEFAULT_SECTIONS})")
     parser.add_argument("--quick", action="store_true", help="1 repeat, 3-epoch race: a smoke run, not a result")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--study-variant", action="append", metavar="OPTIONS",
+                        help="also time the study with these `vaelab study` options added (repeatable), against the "
+                             "same plain-loop time, e.g. \"--projection pca\"")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads here and in the study's process (default: torch's choice). On a machine "
                              "other work keeps busy, 1 thread measures the code; 2 threads mostly measure how long "

@@ -1,6 +1,7 @@
 """Grid studies end to end: --vary and --seeds through the pipeline and the CLI, runs side by side with the
 same numbers, resume that adds values, the plain autoencoder, and the grid report."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -76,6 +77,15 @@ def test_workers_side_by_side_draw_their_bars_on_lines_of_their_own(tmp_path):
         for b in placed:
             if a is not b and a.started < b.ended and b.started < a.ended:
                 assert a.line != b.line
+
+
+def test_each_run_of_a_grid_names_itself_by_its_coordinates_in_its_progress_lines(mnist, tmp_path, capsys):
+    data = mnist.head(512, 200)
+    shown = dataclasses.replace(QUICK, progress=True)
+    vaelab.study([2], tmp_path / "grid", small_config(), shown, axes={"beta": [0.5, 2]}, dataset=data, notify=print)
+    vaelab.study([2], tmp_path / "sizes", small_config(), shown, dataset=data, notify=print)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "· epoch 1/1: test" in line]
+    assert [line.split(" · ")[0] for line in lines] == ["beta 0.5, z 2", "beta 2, z 2", "latent 2"]
 
 
 def test_a_resumed_study_trains_with_the_thread_count_it_started_with(mnist, tmp_path):

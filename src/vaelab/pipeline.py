@@ -67,6 +67,7 @@ class RunOptions:
     tensorboard: bool = True  # TensorBoard event files in RUN_DIR/tensorboard
     mlflow_uri: str | None = None  # also log to MLflow: this tracking server, or "" for STUDY_DIR/mlflow.db
     wandb_project: str | None = None  # also log to Weights & Biases (offline): this project, or "" for the study's
+    progress_label: str | None = None  # what progress lines call the run (default "latent <z>"; a study names a grid's)
 
     def __post_init__(self) -> None:
         """The same refusal as the configs': a ConfigError naming the option, before anything trains."""
@@ -81,7 +82,7 @@ class RunOptions:
         if self.projection not in (None, *PROJECTIONS):
             raise ConfigError(f"options.projection must be one of {', '.join(PROJECTIONS)} (or None), got "
                               f"{self.projection!r}.", key="options.projection")
-        for key in ("mlflow_uri", "wandb_project"):
+        for key in ("mlflow_uri", "wandb_project", "progress_label"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"options.{key} must be a string, got {getattr(self, key)!r}.", key=f"options.{key}")
 
@@ -134,7 +135,7 @@ def train(config: RunConfig | None = None, run_dir: str | os.PathLike | None = N
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, image_shape=dataset.image_shape))
     store = RunStore(run_dir)
     trainer = Trainer(config, dataset, run_dir, progress=options.progress, detect_anomaly=options.detect_anomaly,
-                      ddp=ddp)
+                      ddp=ddp, label=options.progress_label)
     resources.check_fits(config, trainer.device, options.iwae_k if options.measures else None)
     if trainer.is_main and trainer.steps_per_epoch < FEW_STEPS:
         warnings.warn(few_steps_warning(len(dataset.train), config.train.batch_size, trainer.steps_per_epoch),
@@ -291,8 +292,8 @@ def study(latent_dims: Iterable[int] | None = DEFAULT_LATENT_DIMS, study_dir: st
             for run, run_dir, run_config in todo:
                 notify(f"== {describe(run, plan_grid, 'latent size')} -> {run_dir}")
                 try:
-                    results[run.dir_name] = train(run_config, run_dir, options, dataset=dataset,
-                                                  callbacks=callbacks, notify=notify)
+                    results[run.dir_name] = train(run_config, run_dir, labelled(options, run, plan_grid),
+                                                  dataset=dataset, callbacks=callbacks, notify=notify)
                 except Interrupted as exc:
                     raise Interrupted(f"{exc}, or the whole study with: {resume_hint}") from None
     elif todo:
@@ -408,6 +409,12 @@ def describe(run: grid.PlannedRun, plan: grid.Grid, latent_words: str = "latent"
     return f"{latent_words} {run.config.model.latent_dim}" if plan.latent_only else grid.coords_text(run.coords)
 
 
+def labelled(options: RunOptions, run: grid.PlannedRun, plan: grid.Grid) -> RunOptions:
+    """``options`` with the run's name in the study for its progress lines: several runs of a grid share a
+    latent size."""
+    return dataclasses.replace(options, progress_label=describe(run, plan))
+
+
 def _json_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -426,8 +433,8 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
 
         require_mlflow()
         open_experiment(todo[0][1].parent, options.mlflow_uri or None)
-    tasks = [parallel.RunTask(run_config, run_dir, worker_options, dataset, tuple(callbacks))
-             for _, run_dir, run_config in todo]
+    tasks = [parallel.RunTask(run_config, run_dir, labelled(worker_options, run, plan), dataset, tuple(callbacks))
+             for run, run_dir, run_config in todo]
     names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
     notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")

@@ -191,12 +191,6 @@ class _SigintLatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def progress_label(run_dir: Path, latent_dim: int) -> str:
-    """What a run's progress lines call it: a grid's runs are named by their coordinates (grid.py), and several
-    may share a latent size."""
-    return run_dir.name if "=" in run_dir.name else f"latent {latent_dim}"
-
-
 class Trainer:
     """The loop: a typed state, the steps, the evaluation schedule, DDP and Ctrl-C. What happens at each
     moment (files, frames, trackers, your code) is the callbacks'; where the run starts from is ``run``'s
@@ -204,7 +198,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, dataset: Dataset, run_dir: str | Path, callbacks: Sequence[Callback] = (),
                  progress: bool = True, detect_anomaly: bool = False, ddp: distributed.DdpContext | None = None,
-                 scorers: Sequence[Scorer] = ()):
+                 scorers: Sequence[Scorer] = (), label: str | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
@@ -215,7 +209,7 @@ class Trainer:
         self.rank, self.world_size = (ddp.rank, ddp.world_size) if ddp else (0, 1)
         self.is_main = self.rank == 0
         self.progress = progress and self.is_main
-        self.label = progress_label(self.run_dir, config.model.latent_dim)
+        self.label = label or f"latent {config.model.latent_dim}"  # what its progress lines call the run
         self.device = ddp.device if ddp else select_device(config.train.device)
         if tuple(config.model.image_shape) != dataset.image_shape:
             raise VaelabError(f"the model is configured for images of shape {tuple(config.model.image_shape)} but "
