@@ -498,7 +498,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vaelab-bench-"))
 
     print("# vaelab benchmark\n")
-    print(f"Command: `python benchmarks/bench_training.py {' '.join(sys.argv[1:])}`\n")
+    print(f"Command: `python benchmarks/bench_training.py {shlex.join(sys.argv[1:])}`\n")
     print(f"Machine: {machine_description(device)}. Started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
     ratios: dict[str, float | None] = {}
     if "mlp" in sections:

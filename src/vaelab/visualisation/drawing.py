@@ -21,8 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-# The standard normal's quantile function: scipy.stats.norm.ppf computes it with this, and importing
-# scipy.stats costs every process about a second it does not need.
+# The standard normal's quantile function, the one scipy.stats.norm.ppf calls: importing scipy.stats, a large
+# package, would slow the start of every process that imports vaelab for this one function.
 from scipy.special import ndtri
 
 from .. import rundir
