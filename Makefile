@@ -10,10 +10,11 @@ SHARED_MNIST := $(wildcard ../shared/data/mnist)
 VAELAB_DATA ?= $(SHARED_MNIST)
 export VAELAB_DATA
 STUDY_ARGS ?=
-# The suite runs in worker processes, one per core (pytest-xdist), each test module's tests in one worker so
-# that its trained fixtures are built once. Many tests wait on subprocesses and imports, so two workers on two
-# cores finish well before one: TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= auto
+# The suite runs in worker processes, one per core this process may use, at most 4 (pytest-xdist), each test
+# module's tests in one worker so that its trained fixtures are built once. Many tests wait on subprocesses and
+# imports, so two workers on two cores finish well before one: TEST_WORKERS=0 runs it in this process. Not
+# xdist's "auto": it counts the host's physical cores, which in a container can be far more than it may use.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 
 .PHONY: setup study test clean
 
