@@ -435,7 +435,6 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
         open_experiment(todo[0][1].parent, options.mlflow_uri or None)
     tasks = [parallel.RunTask(run_config, run_dir, labelled(worker_options, run, plan), dataset, tuple(callbacks))
              for run, run_dir, run_config in todo]
-    names = {id(task): describe(run, plan) for task, (run, _, _) in zip(tasks, todo, strict=True)}
     where = f"Ray ({ray_address or 'a local instance'})" if executor == "ray" else f"{jobs} processes"
     notify(f"training {len(tasks)} runs on {where}, {threads} thread(s) each ...")
     bar = progress_bar(total=len(tasks), desc="runs", unit="run", disable=not options.progress)
@@ -443,7 +442,8 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
     def done(task: parallel.RunTask, result: Any) -> None:
         outcome = (f"failed: {result}" if isinstance(result, BaseException)
                    else "test " + summary_text(result.history[-1]["test"]))
-        bar.write(f"{names[id(task)]}: {outcome}") if options.progress else notify(f"{names[id(task)]}: {outcome}")
+        line = f"{task.options.progress_label}: {outcome}"  # the run's name in the study, set by labelled()
+        bar.write(line) if options.progress else notify(line)
         bar.update()
 
     try:
@@ -452,7 +452,8 @@ def train_side_by_side(todo: list[tuple[grid.PlannedRun, Path, RunConfig]], plan
         raise Interrupted(f"interrupted; every run keeps its last checkpoint. Continue with: {resume_hint}") from None
     finally:
         bar.close()
-    failed = [(names[id(t)], r) for t, r in zip(tasks, outcomes, strict=True) if isinstance(r, BaseException)]
+    failed = [(task.options.progress_label, outcome) for task, outcome in zip(tasks, outcomes, strict=True)
+              if isinstance(outcome, BaseException)]
     if failed:
         build_report_quietly(todo[0][1].parent)
         listing = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed)
