@@ -6,7 +6,14 @@ import torch
 from torch.nn import functional as F
 
 from vaelab.config import ModelConfig
-from vaelab.evaluation import METRICS, evaluate_split, split_sums
+from vaelab.evaluation import (
+    METRICS,
+    evaluate_split,
+    reconstruction_scores,
+    reference_bytes,
+    split_originals,
+    split_sums,
+)
 from vaelab.models import VAE
 
 
@@ -53,3 +60,34 @@ def test_evaluation_leaves_the_model_in_the_mode_it_found():
     model.train()
     evaluate_split(model, x)
     assert model.training
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 8, 8)])
+def test_kept_reference_moments_give_the_scores_of_originals_filtered_afresh_bit_for_bit(shape):
+    """A run filters its splits' originals once; every score must be what filtering them at each point gave."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.rand(610, *shape, generator=generator)  # three chunks of scores, the last one short
+    recon = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    kept = split_originals(x)
+    assert kept is not None
+    for rows in ((0, len(x)), (7, 263), (251, 610)):  # whole, and the odd shares of data-parallel ranks
+        a, b = x[slice(*rows)], recon[slice(*rows)]
+        for fresh, reused in zip(reconstruction_scores(a, b), reconstruction_scores(a, b, kept.rows(*rows)),
+                                 strict=True):
+            assert torch.equal(fresh, reused)
+
+
+def test_a_run_keeps_the_split_s_moments_only_within_their_memory_limit():
+    x = torch.rand(40, 3, 32, 32)
+    kept = split_originals(x)
+    held = kept.ssim.nbytes + sum(t.nbytes for t in kept.ssim_orig)
+    assert held == len(x) * reference_bytes((3, 32, 32))  # the estimate the limit is checked with is exact
+    assert split_originals(x, limit_bytes=held) is not None and split_originals(x, limit_bytes=held - 1) is None
+
+
+def test_the_model_s_scores_are_the_same_with_the_kept_moments():
+    model, x = model_and_images(n=300)
+    kept = split_originals(x)
+    assert evaluate_split(model, x, 64).metrics == evaluate_split(model, x, 64, kept).metrics
+    for rows in ((0, 130), (130, 300)):
+        assert torch.equal(split_sums(model, x, rows, 64)[0], split_sums(model, x, rows, 64, kept)[0])

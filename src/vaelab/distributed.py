@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import VaelabError
-from .evaluation import METRICS, SplitEvaluation, evaluate_split, split_sums
+from .evaluation import METRICS, Originals, SplitEvaluation, evaluate_split, split_sums
 from .models import VAE
 
 SHARD_LOG_ENV = "VAELAB_SHARD_LOG"
@@ -206,16 +206,18 @@ def any_rank(flag: bool, ddp: DdpContext) -> bool:
     return bool(raised.item())
 
 
-def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DdpContext | None) -> SplitEvaluation:
-    """The metrics of the whole set, each rank scoring a contiguous share of its rows.
+def evaluate_on_ranks(model: VAE, images: torch.Tensor, ddp: DdpContext | None,
+                      originals: Originals | None = None) -> SplitEvaluation:
+    """The metrics of the whole set, each rank scoring a contiguous share of its rows (``originals``: the set's
+    kept SSIM reference moments, or None).
 
     The float64 sums and the image counts are all-reduced, so the means are those of a single process
     up to the order of float64 additions; the posterior means come back whole and in order on every rank.
     """
     if ddp is None:
-        return evaluate_split(model, images)
+        return evaluate_split(model, images, originals=originals)
     rows = shard_rows(len(images), ddp.rank, ddp.world_size)
-    sums, mu = split_sums(model, images, rows)
+    sums, mu = split_sums(model, images, rows, originals=originals)
     # The sums are on the host; NCCL reduces device tensors (gloo, the CPU's, either).
     totals = torch.cat([sums, sums.new_tensor([rows[1] - rows[0]])]).to(ddp.device)
     dist.all_reduce(totals)

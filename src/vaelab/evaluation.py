@@ -20,7 +20,18 @@ from .losses import negative_elbo
 from .metrics import CORE_KEYS, POINT_KEYS
 from .models import VAE
 from .precision import to_host_float64
-from .quality import mse_per_image, psnr_orig_per_image, psnr_per_image, ssim_orig_per_image, ssim_per_image
+from .quality import (
+    ORIG_WINDOW,
+    OrigReference,
+    mse_per_image,
+    psnr_orig_per_image,
+    psnr_per_image,
+    ssim_orig_per_image,
+    ssim_orig_reference,
+    ssim_per_image,
+    ssim_radius,
+    ssim_reference,
+)
 
 # The order of metrics.POINT_METRICS: split_sums computes them as one vector in this order.
 METRICS = POINT_KEYS
@@ -28,6 +39,9 @@ METRICS = POINT_KEYS
 CORE_METRICS = CORE_KEYS
 EVAL_NOISE_SEED = 1234
 METRIC_CHUNK = 250
+# The most memory a split's kept reference moments may take (MNIST's 10,000 images take about 65 MB): above it
+# the originals are filtered again at each evaluation point, to the same values.
+REFERENCE_BYTES_LIMIT = 256 * 2**20  # per split: a run keeps two (the test set and the training subset)
 
 
 @dataclass
@@ -36,29 +50,71 @@ class SplitEvaluation:
     mu: torch.Tensor  # posterior means of every image, flattened to (N, latent units), on the CPU
 
 
+@dataclass(frozen=True)
+class Originals:
+    """What both SSIMs need of a split's original images alone, computed once for the run instead of at each of
+    its evaluation points (the same values: ``quality.ssim_reference``). Rows are images."""
+
+    channels: int
+    ssim: torch.Tensor
+    ssim_orig: OrigReference
+
+    def rows(self, start: int, stop: int) -> Originals:
+        a, b = start * self.channels, stop * self.channels  # the references hold one row per image channel
+        return Originals(self.channels, self.ssim[a:b], OrigReference(*(t[a:b] for t in self.ssim_orig)))
+
+
+def reference_bytes(image_shape: tuple[int, ...]) -> int:
+    """The bytes ``split_originals`` keeps per image of this (C, H, W) shape, in float32."""
+    channels, height, width = image_shape
+    radius = ssim_radius(height, width)
+    gaussian = 2 * (height - 2 * radius) * (width - 2 * radius)
+    box = 2 * (height - ORIG_WINDOW + 1) * (width - ORIG_WINDOW + 1) + 2  # and the level and the data range
+    return 4 * channels * (gaussian + box)
+
+
 @torch.no_grad()
-def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = 2000) -> SplitEvaluation:
-    """``images`` are floats in [0, 1] of shape (N, 1, 28, 28) on the model's device."""
-    sums, mu = split_sums(model, images, (0, len(images)), batch_size)
+def split_originals(images: torch.Tensor, limit_bytes: int = REFERENCE_BYTES_LIMIT) -> Originals | None:
+    """The SSIM reference moments of a split's ``images`` (N, C, H, W), filtered in chunks of ``METRIC_CHUNK``
+    as the scores are; None where they would take more than ``limit_bytes``."""
+    if len(images) * reference_bytes(tuple(images.shape[1:])) > limit_bytes:
+        return None
+    chunks = images.split(METRIC_CHUNK)
+    orig = [ssim_orig_reference(chunk) for chunk in chunks]
+    return Originals(images.shape[1], torch.cat([ssim_reference(chunk) for chunk in chunks]),
+                     OrigReference(*(torch.cat(parts) for parts in zip(*orig, strict=True))))
+
+
+@torch.no_grad()
+def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = 2000,
+                   originals: Originals | None = None) -> SplitEvaluation:
+    """``images`` are floats in [0, 1] of shape (N, 1, 28, 28) on the model's device; ``originals``, when given,
+    are ``split_originals(images)``."""
+    sums, mu = split_sums(model, images, (0, len(images)), batch_size, originals)
     return SplitEvaluation(metrics=dict(zip(METRICS, (sums / len(images)).tolist(), strict=True)), mu=mu)
 
 
-def reconstruction_scores(x: torch.Tensor, recon: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def reconstruction_scores(x: torch.Tensor, recon: torch.Tensor, originals: Originals | None = None
+                          ) -> tuple[torch.Tensor, ...]:
     """MSE, SSIM, PSNR, published SSIM, published PSNR of each image, in chunks of ``METRIC_CHUNK`` images.
 
     Each score is per image, so chunking leaves every value bitwise the same; it keeps the SSIMs' moment maps
-    (five per image) in the CPU's cache, which made them 1.2x (ours) to 3x (published) cheaper in CPU time
-    on 2,000 images of the 2-core CPU (docs/performance.md).
+    in the CPU's cache, which made them 1.2x (ours) to 3x (published) cheaper in CPU time on 2,000 images of
+    the 2-core CPU (docs/performance.md). ``originals`` are ``x``'s reference moments, when kept.
     """
-    pairs = zip(x.split(METRIC_CHUNK), recon.split(METRIC_CHUNK), strict=True)
-    chunks = [(mse_per_image(a, b), ssim_per_image(a, b), psnr_per_image(a, b), ssim_orig_per_image(a, b),
-               psnr_orig_per_image(a, b)) for a, b in pairs]
+    chunks = []
+    for start in range(0, len(x), METRIC_CHUNK):
+        a, b = x[start : start + METRIC_CHUNK], recon[start : start + METRIC_CHUNK]
+        kept = originals.rows(start, start + len(a)) if originals is not None else None
+        ssim_ref, orig_ref = (None, None) if kept is None else (kept.ssim, kept.ssim_orig)
+        chunks.append((mse_per_image(a, b), ssim_per_image(a, b, ssim_ref), psnr_per_image(a, b),
+                       ssim_orig_per_image(a, b, orig_ref), psnr_orig_per_image(a, b)))
     return tuple(torch.cat(column) for column in zip(*chunks, strict=True))
 
 
 @torch.no_grad()
 def split_sums(
-    model: VAE, images: torch.Tensor, rows: tuple[int, int], batch_size: int = 2000
+    model: VAE, images: torch.Tensor, rows: tuple[int, int], batch_size: int = 2000, originals: Originals | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 sums (on the CPU) of every metric over ``images[rows[0]:rows[1]]``, and those images' posterior means.
 
@@ -84,12 +140,15 @@ def split_sums(
         x = images[lo:hi]
         mu, logvar = model.encode(x)
         z = mu if model.is_autoencoder else model.reparameterize(mu, logvar, eps=eps[lo - start : hi - start])
-        loss, nll, kl = negative_elbo(model.decode(z), x, mu, logvar, cfg.likelihood, 1.0, model.decoder_std(),
+        output = model.decode(z)
+        loss, nll, kl = negative_elbo(output, x, mu, logvar, cfg.likelihood, 1.0, model.decoder_std(),
                                       model.linear_output)
         if model.is_autoencoder:  # no posterior noise and no KL term: the loss is its objective, the NLL at mu
             loss, kl = nll, torch.zeros_like(kl)
-        recon = model.decoder_mean(model.decode(mu))
-        per_image = (loss, nll, kl, *reconstruction_scores(x, recon))
+        # The reconstruction decodes mu, which an autoencoder has just decoded.
+        recon = model.decoder_mean(output if model.is_autoencoder else model.decode(mu))
+        kept = originals.rows(lo, hi) if originals is not None else None
+        per_image = (loss, nll, kl, *reconstruction_scores(x, recon, kept))
         sums += torch.stack([to_host_float64(v).sum() for v in per_image])
         mus.append(mu.flatten(1).float().cpu())  # a spatial latent map becomes one vector per image
     model.train(was_training)

@@ -18,6 +18,7 @@ Gaussian filter runs as two matrix products over the whole batch, or, on images 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,21 +82,34 @@ def _gaussian_filter(stacked: torch.Tensor) -> torch.Tensor:
     return flat.view(*stacked.shape[:2], *flat.shape[-2:])
 
 
-def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of each image pair, averaged over channels; x and y are (N, C, H, W) in [0, 1]."""
+def _per_channel(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N * C, 1, H, W): each channel scored as an image of its own."""
+    return images.reshape(-1, 1, *images.shape[-2:])
+
+
+def ssim_reference(x: torch.Tensor) -> torch.Tensor:
+    """The part of ``ssim_per_image`` that depends on the originals alone: the Gaussian-window means of each
+    original channel and of its square, (N * C, 2, h, w). A split scored at every evaluation point filters its
+    originals once this way instead of at every point; the values are bitwise those filtered beside the
+    reconstructions' maps (each map is filtered on its own, whatever is stacked with it)."""
+    flat = _per_channel(x)
+    return _gaussian_filter(torch.cat([flat, flat * flat], dim=1))
+
+
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean SSIM of each image pair, averaged over channels; x and y are (N, C, H, W) in [0, 1].
+    ``reference`` is ``ssim_reference(x)``, when the caller kept it."""
     n, channels = x.shape[:2]
-    if channels > 1:  # each channel as an image of its own, then the channel mean
-        return ssim_per_image(x.reshape(n * channels, 1, *x.shape[-2:]),
-                              y.reshape(n * channels, 1, *y.shape[-2:])).view(n, channels).mean(1)
-    # One filtering pass for all five moment maps: x, y, x^2, y^2, xy stacked as channels.
-    stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    mu_x, mu_y, m_xx, m_yy, m_xy = _gaussian_filter(stacked).unbind(1)
+    xf, yf = _per_channel(x), _per_channel(y)
+    mu_x, m_xx = (ssim_reference(x) if reference is None else reference).unbind(1)
+    # One filtering pass for the moment maps that involve the reconstruction: y, y^2, xy stacked as channels.
+    mu_y, m_yy, m_xy = _gaussian_filter(torch.cat([yf, yf * yf, xf * yf], dim=1)).unbind(1)
     var_x = m_xx - mu_x**2
     var_y = m_yy - mu_y**2
     cov_xy = m_xy - mu_x * mu_y
     c1, c2 = SSIM_K1**2, SSIM_K2**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(1).mean(1)
+    return ssim_map.flatten(1).mean(1).view(n, channels).mean(1)
 
 
 # --- The published project's definitions ------------------------------------------------------------
@@ -143,21 +157,40 @@ def _box_band(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tens
     return band
 
 
-def ssim_orig_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+class OrigReference(NamedTuple):
+    """The part of ``ssim_orig_per_image`` that depends on the originals alone, per image channel."""
+
+    level: torch.Tensor  # (N * C, 1, 1, 1): each original channel's mean on the [-1, 1] scale
+    moments: torch.Tensor  # (N * C, 2, h, w): 7x7-window means of (x - level) and of its square
+    data_range: torch.Tensor  # (N * C, 1, 1): the whole original image's max - min, for each of its channels
+
+
+def ssim_orig_reference(x: torch.Tensor) -> OrigReference:
+    """``ssim_orig_per_image``'s moments of the originals ``x`` (N, C, H, W) on [0, 1], to be kept where a split
+    is scored again and again (bitwise what that function filters itself, as ``ssim_reference``)."""
+    channels = x.shape[1]
+    xs = _per_channel(to_signed_scale(x))
+    level = xs.mean((1, 2, 3), keepdim=True)
+    xc = xs - level
+    data_range = _data_range(to_signed_scale(x)).repeat_interleave(channels).view(-1, 1, 1)
+    return OrigReference(level, _box_filter(torch.cat([xc, xc * xc], dim=1)), data_range)
+
+
+def ssim_orig_per_image(x: torch.Tensor, y: torch.Tensor, reference: OrigReference | None = None) -> torch.Tensor:
     """The published SSIM of each pair (scikit-image defaults on [-1, 1]); x, y (N, C, H, W) on [0, 1].
+    ``reference`` is ``ssim_orig_reference(x)``, when the caller kept it.
 
     'Valid' windows only: the region scikit-image averages over after cropping its border. Colour images
     get it per channel with the whole image's data range, averaged (scikit-image's ``channel_axis``). The
     moments are taken about each original's mean level, so that in float32 the variances' differences
     keep their digits on flat images; the means add it back for the (shift-dependent) luminance term.
     """
-    n, channels, height, width = x.shape
-    data_range = _data_range(to_signed_scale(x)).repeat_interleave(channels).view(-1, 1, 1)
-    xs = to_signed_scale(x).reshape(n * channels, 1, height, width)
-    ys = to_signed_scale(y).reshape(n * channels, 1, height, width)
-    level = xs.mean((1, 2, 3), keepdim=True)
-    xc, yc = xs - level, ys - level
-    mc_x, mc_y, m_xx, m_yy, m_xy = _box_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)).unbind(1)
+    n, channels = x.shape[:2]
+    level, moments, data_range = ssim_orig_reference(x) if reference is None else reference
+    mc_x, m_xx = moments.unbind(1)
+    xc = _per_channel(to_signed_scale(x)) - level
+    yc = _per_channel(to_signed_scale(y)) - level
+    mc_y, m_yy, m_xy = _box_filter(torch.cat([yc, yc * yc, xc * yc], dim=1)).unbind(1)
     cov_norm = ORIG_WINDOW**2 / (ORIG_WINDOW**2 - 1)
     var_x = cov_norm * (m_xx - mc_x**2)
     var_y = cov_norm * (m_yy - mc_y**2)

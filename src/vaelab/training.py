@@ -30,6 +30,7 @@ from .config import RunConfig, TrainConfig
 from .data import Dataset
 from .environment import describe_environment
 from .errors import CheckpointError, Interrupted, TrainingDivergedError, VaelabError
+from .evaluation import split_originals
 from .losses import summed_negative_elbo
 from .metrics import summary_text
 from .models import VAE
@@ -224,6 +225,8 @@ class Trainer:
         self.test_x = evaluation_images(as_float_images(dataset.test.images, self.device), binarize, "test")
         self.steps_per_epoch = math.ceil(len(self.train_images) / config.train.batch_size)
         self.eval_sizes = {"train": len(self.train_eval_x), "test": len(self.test_x)}
+        # Filtered once here, not at each of the run's evaluation points.
+        self.originals = {"train": split_originals(self.train_eval_x), "test": split_originals(self.test_x)}
         self.precision = precision.resolve(config.train.precision, self.device, config.model.arch)
         # Each architecture says whether its bf16 step runs channels-last; fp32 runs keep the default layout.
         self.channels_last = self.precision == "bf16" and architectures.get(config.model.arch).channels_last
@@ -277,8 +280,8 @@ class Trainer:
 
     def _evaluate(self, state: TrainState, elapsed_s: float) -> None:
         started = time.perf_counter()
-        train_eval = distributed.evaluate_on_ranks(state.model, self.train_eval_x, self.ddp)
-        test_eval = distributed.evaluate_on_ranks(state.model, self.test_x, self.ddp)
+        train_eval = distributed.evaluate_on_ranks(state.model, self.train_eval_x, self.ddp, self.originals["train"])
+        test_eval = distributed.evaluate_on_ranks(state.model, self.test_x, self.ddp, self.originals["test"])
         for split, evaluation in (("train", train_eval), ("test", test_eval)):
             bad = {k: v for k, v in evaluation.metrics.items() if not math.isfinite(v)}
             if bad:  # never let a NaN into the history, the artifacts or a checkpoint
