@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vaelab import precision, rundir
+from vaelab import parallel, precision, rundir
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from vaelab.datasets import load_dataset
 from vaelab.losses import summed_negative_elbo
@@ -281,15 +282,22 @@ def section_preset(args, device, dataset, workdir) -> float:
 REFERENCE_TEST_LOSS = {2: 143.03601833839417, 4: 124.73958281936646, 16: 102.9090921535492}
 
 
-def run_study(args, device, study_dir: Path, extra: list[str]) -> float:
-    """Wall seconds of `vaelab study` run as a user runs it (its own process, its default --jobs)."""
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of every finished child process of this one (and their waited-for children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_study(args, device, study_dir: Path, extra: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `vaelab study` run as a user runs it (its own process, its default --jobs);
+    the CPU seconds count its worker processes too."""
     command = [sys.executable, "-m", "vaelab", "study", "--study-dir", str(study_dir), "--no-progress",
                "--device", str(device), *extra]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
-    start = time.perf_counter()
+    cpu, start = children_cpu_seconds(), time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu_seconds() - cpu
 
 
 def time_plain_training(args, device, dataset, latent_dims: list[int], epochs: int) -> float:
@@ -324,29 +332,35 @@ def section_study(args, device, dataset, workdir) -> float:
     print(f"Load average before: {load_text()}. `vaelab study` (latent sizes 2, 4, 16; {epochs} epochs; evaluation "
           "points, final measures, figures, GIFs and report; its default --jobs), in its own process. The "
           "classifier of the generation score is already cached (it is trained once per user and machine).\n")
-    walls = {"": timed_study(args, device, workdir / "study", [])}
+    times = {"": timed_study(args, device, workdir / "study", [])}
     for i, variant in enumerate(args.study_variant or []):
         print(f"### The same study with `{variant}`\n\nLoad average before: {load_text()}.\n")
-        walls[variant] = timed_study(args, device, workdir / f"variant_{i}", shlex.split(variant))
+        times[variant] = timed_study(args, device, workdir / f"variant_{i}", shlex.split(variant))
     print(f"Load average before the plain loop: {load_text()}.")
     plain = time_plain_training(args, device, dataset, dims, epochs)
     print(f"The plain loop ({torch.get_num_threads()} threads, fp32) trained the default model "
           f"(784-512-256-z and its mirror, batch {defaults.train.batch_size}) for {epochs} epochs at each of the "
           f"{len(dims)} latent sizes in {plain:.0f} s. Load average after: {load_text()}.\n")
-    print("| | wall time s | over the plain loop |\n|---|---|---|")
-    for variant, wall in walls.items():
-        print(f"| `vaelab study{' ' + variant if variant else ''}` (everything) | {wall:.0f} | {wall / plain:.2f}x |")
-    print(f"| plain loop, training only | {plain:.0f} | 1.00x |\n")
-    if len(walls) > 1:
+    cores = parallel.cores()
+    print(f"| | wall time s | over the plain loop | CPU s (all its processes) | over {cores} cores x the plain loop's "
+          "time |\n|---|---|---|---|---|")
+    for variant, (wall, cpu) in times.items():
+        print(f"| `vaelab study{' ' + variant if variant else ''}` (everything) | {wall:.0f} | {wall / plain:.2f}x | "
+              f"{cpu:.0f} | {cpu / (cores * plain):.2f}x |")
+    print(f"| plain loop, training only | {plain:.0f} | 1.00x | | |\n")
+    print(f"(A study can finish within the plain loop's time only if the CPU seconds it needs fit in {cores} cores x "
+          f"that time, {cores * plain:.0f} CPU-s, with every core busy throughout: the last column must be at most "
+          "1.00x before the wall time can be.)\n")
+    if len(times) > 1:
         print("(The target counts the default study alone: a variant changes what the study records or draws.)\n")
-    return walls[""] / plain
+    return times[""][0] / plain
 
 
-def timed_study(args, device, study_dir: Path, extra: list[str]) -> float:
-    """Wall seconds of `vaelab study` with ``extra`` options, and a table of its runs' final test -ELBO against
-    5a6c889's."""
-    wall = run_study(args, device, study_dir, extra)
-    print(f"Load average after the study: {load_text()}; {wall:.0f} s.\n")
+def timed_study(args, device, study_dir: Path, extra: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of `vaelab study` with ``extra`` options, and a table of its runs' final test -ELBO
+    against 5a6c889's."""
+    wall, cpu = run_study(args, device, study_dir, extra)
+    print(f"Load average after the study: {load_text()}; {wall:.0f} s, {cpu:.0f} CPU-s.\n")
     print("| latent | evaluation points | training steps s | evaluation points s | final test -ELBO | "
           "equal to 5a6c889's |")
     print("|---|---|---|---|---|---|")
@@ -359,7 +373,7 @@ def timed_study(args, device, study_dir: Path, extra: list[str]) -> float:
         print(f"| {z} | {len(history)} | {last['train_s']:.1f} | {last['time_s'] - last['train_s']:.1f} | "
               f"{loss!r} | {same} |")
     print("\n(Each run's own clock: runs side by side share the cores, so these overlap.)\n")
-    return wall
+    return wall, cpu
 
 
 def section_grid(args, device, workdir) -> float | None:
@@ -368,9 +382,9 @@ def section_grid(args, device, workdir) -> float | None:
     print(f"## (d) A grid study: `vaelab study {' '.join(grid)}`\n")
     print(f"Load average before: {load_text()}. Its default --jobs, evaluation, final measures, figures and report "
           "included.\n")
-    wall = run_study(args, device, workdir / "grid", grid)
+    wall, cpu = run_study(args, device, workdir / "grid", grid)
     runs = len(list((workdir / "grid").glob("*=*")))
-    print(f"{runs} runs in {wall / 60:.1f} min. Load average after: {load_text()}.\n")
+    print(f"{runs} runs in {wall / 60:.1f} min, {cpu / 60:.1f} CPU-min. Load average after: {load_text()}.\n")
     if args.quick:
         print("(--quick: a smoke run of the section, not the target's grid.)\n")
         return None
