@@ -83,6 +83,7 @@ def test_a_run_keeps_the_split_s_moments_only_within_their_memory_limit():
     held = kept.ssim.nbytes + sum(t.nbytes for t in kept.ssim_orig)
     assert held == len(x) * reference_bytes((3, 32, 32))  # the estimate the limit is checked with is exact
     assert split_originals(x, limit_bytes=held) is not None and split_originals(x, limit_bytes=held - 1) is None
+    assert split_originals(x[:0]) is None  # an empty split has nothing to keep
 
 
 def test_the_model_s_scores_are_the_same_with_the_kept_moments():

@@ -76,8 +76,8 @@ def reference_bytes(image_shape: tuple[int, ...]) -> int:
 @torch.no_grad()
 def split_originals(images: torch.Tensor, limit_bytes: int = REFERENCE_BYTES_LIMIT) -> Originals | None:
     """The SSIM reference moments of a split's ``images`` (N, C, H, W), filtered in chunks of ``METRIC_CHUNK``
-    as the scores are; None where they would take more than ``limit_bytes``."""
-    if len(images) * reference_bytes(tuple(images.shape[1:])) > limit_bytes:
+    as the scores are; None where they would take more than ``limit_bytes``, or where there are none."""
+    if not len(images) or len(images) * reference_bytes(tuple(images.shape[1:])) > limit_bytes:
         return None
     chunks = images.split(METRIC_CHUNK)
     orig = [ssim_orig_reference(chunk) for chunk in chunks]
