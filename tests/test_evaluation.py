@@ -10,11 +10,11 @@ from vaelab.evaluation import (
     METRICS,
     evaluate_split,
     reconstruction_scores,
-    reference_bytes,
     split_originals,
     split_sums,
 )
 from vaelab.models import VAE
+from vaelab.quality import reference_bytes
 
 
 def model_and_images(objective: str = "vae", n: int = 50) -> tuple[VAE, torch.Tensor]:

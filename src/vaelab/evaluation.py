@@ -21,15 +21,14 @@ from .metrics import CORE_KEYS, POINT_KEYS
 from .models import VAE
 from .precision import to_host_float64
 from .quality import (
-    ORIG_WINDOW,
     OrigReference,
     mse_per_image,
     psnr_orig_per_image,
     psnr_per_image,
+    reference_bytes,
     ssim_orig_per_image,
     ssim_orig_reference,
     ssim_per_image,
-    ssim_radius,
     ssim_reference,
 )
 
@@ -62,15 +61,6 @@ class Originals:
     def rows(self, start: int, stop: int) -> Originals:
         a, b = start * self.channels, stop * self.channels  # the references hold one row per image channel
         return Originals(self.channels, self.ssim[a:b], OrigReference(*(t[a:b] for t in self.ssim_orig)))
-
-
-def reference_bytes(image_shape: tuple[int, ...]) -> int:
-    """The bytes ``split_originals`` keeps per image of this (C, H, W) shape, in float32."""
-    channels, height, width = image_shape
-    radius = ssim_radius(height, width)
-    gaussian = 2 * (height - 2 * radius) * (width - 2 * radius)
-    box = 2 * (height - ORIG_WINDOW + 1) * (width - ORIG_WINDOW + 1) + 2  # and the level and the data range
-    return 4 * channels * (gaussian + box)
 
 
 @torch.no_grad()

@@ -168,12 +168,22 @@ class OrigReference(NamedTuple):
 def ssim_orig_reference(x: torch.Tensor) -> OrigReference:
     """``ssim_orig_per_image``'s moments of the originals ``x`` (N, C, H, W) on [0, 1], to be kept where a split
     is scored again and again (bitwise what that function filters itself, as ``ssim_reference``)."""
-    channels = x.shape[1]
-    xs = _per_channel(to_signed_scale(x))
+    signed = to_signed_scale(x)
+    xs = _per_channel(signed)
     level = xs.mean((1, 2, 3), keepdim=True)
     xc = xs - level
-    data_range = _data_range(to_signed_scale(x)).repeat_interleave(channels).view(-1, 1, 1)
+    data_range = _data_range(signed).repeat_interleave(x.shape[1]).view(-1, 1, 1)
     return OrigReference(level, _box_filter(torch.cat([xc, xc * xc], dim=1)), data_range)
+
+
+def reference_bytes(image_shape: tuple[int, ...]) -> int:
+    """The float32 bytes that ``ssim_reference`` and ``ssim_orig_reference`` hold per image of this (C, H, W)
+    shape: what a caller keeping them for a whole split must budget."""
+    channels, height, width = image_shape
+    radius = ssim_radius(height, width)
+    gaussian = 2 * (height - 2 * radius) * (width - 2 * radius)
+    box = 2 * (height - ORIG_WINDOW + 1) * (width - ORIG_WINDOW + 1) + 2  # and the level and the data range
+    return 4 * channels * (gaussian + box)
 
 
 def ssim_orig_per_image(x: torch.Tensor, y: torch.Tensor, reference: OrigReference | None = None) -> torch.Tensor:
